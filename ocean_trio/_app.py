@@ -1,0 +1,190 @@
+"""``open_app``: the composition root that builds and runs one integration's component tree."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from ._exceptions import ConfigError
+from ._ocean import Integration, OnStart, using
+from ._settings import Settings
+from .catalog._applier import Applier
+from .catalog._local import LocalCatalog
+from .live_events._handling import EventHandler
+from .live_events._journal import Journal, MemoryJournal
+from .live_events._pipeline import LiveEventsPipeline
+from .mapping._compiled import CompiledPortAppConfig
+from .mapping._live_changes import register_raw_changes, unregister_raw_changes
+from .mapping._models import PortAppConfig, load_port_app_config
+
+logger = logging.getLogger("ocean_trio")
+
+WEBHOOK_PREFIX = "/integration"
+
+
+@attrs.define(eq=False)
+class App:
+    """One running integration: its settings, mapping, catalog, applier and live-event pipelines."""
+
+    integration: Integration
+    settings: Settings
+    root: Path
+    mapping: CompiledPortAppConfig
+    catalog: LocalCatalog
+    applier: Applier
+    journal: Journal
+    pipelines: dict[str, LiveEventsPipeline]
+    stopping: trio.Event = attrs.field(factory=trio.Event)
+    serving: trio.Event = attrs.field(factory=trio.Event)
+    urls: list[str] = attrs.field(factory=list)
+
+    @property
+    def base_url(self) -> str:
+        """Where this app is reachable: ``base_url`` if set, else the first address served."""
+        if self.settings.base_url:
+            return self.settings.base_url.rstrip("/")
+        if self.urls:
+            return self.urls[0].rstrip("/")
+        return f"http://{self.settings.http.host}:{self.settings.http.port}"
+
+    def served_at(self, urls: list[str]) -> None:
+        """Record that the HTTP server is up at ``urls``."""
+        self.urls[:] = urls
+        self.serving.set()
+
+    @property
+    def accepting(self) -> bool:
+        """False once shutdown began: ingress answers 503."""
+        return not self.stopping.is_set()
+
+    def current_mapping(self) -> CompiledPortAppConfig:
+        return self.mapping
+
+    async def register_raw(self, kind: str, items: list[dict[str, Any]]) -> None:
+        """Ocean's ``register_raw``: upsert what passes the selector, delete what no longer does."""
+        changes, issues = register_raw_changes(self.mapping, kind, items)
+        _log_issues(kind, issues)
+        await self.applier.apply(changes)
+
+    async def unregister_raw(self, kind: str, items: list[dict[str, Any]]) -> None:
+        """Ocean's ``unregister_raw``: delete the entities of ``items`` that pass the selector."""
+        changes, issues = unregister_raw_changes(self.mapping, kind, items)
+        _log_issues(kind, issues)
+        await self.applier.apply(changes)
+
+    async def drain(self) -> None:
+        """Stop intake and wait until every accepted event has finished."""
+        self.stopping.set()
+        for pipeline in self.pipelines.values():
+            await pipeline.wait_idle()
+
+
+def _log_issues(kind: str, issues: list[Any]) -> None:
+    for issue in issues:
+        logger.warning("mapping %s item %s: %s", kind, issue.index, issue.message)
+
+
+def load_mapping(integration: Integration, settings: Settings, root: Path) -> CompiledPortAppConfig:
+    """The port app config from ``<resources>/port-app-config.{yml,yaml,json}``, compiled."""
+    resources = settings.resolve(root, settings.resources_path)
+    for name in ("port-app-config.yml", "port-app-config.yaml", "port-app-config.json"):
+        path = resources / name
+        if path.is_file():
+            config = load_port_app_config(
+                path, resource_classes=integration.resource_config_classes
+            )
+            break
+    else:
+        logger.warning("no port-app-config file in %s: nothing will be mapped", resources)
+        config = PortAppConfig()
+    return CompiledPortAppConfig.compile(
+        config, allow_env=settings.allow_environment_variables_jq_access
+    )
+
+
+def load_blueprints(settings: Settings, root: Path) -> list[dict[str, Any]]:
+    """``<resources>/blueprints.json`` if present (used to title the catalog page)."""
+    path = settings.resolve(root, settings.resources_path) / "blueprints.json"
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ConfigError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(data, list) or not all(isinstance(b, dict) for b in data):
+        raise ConfigError(f"{path} must hold a JSON array of blueprint objects")
+    return data
+
+
+@asynccontextmanager
+async def open_app(
+    integration: Integration, settings: Settings, *, root: Path | None = None
+) -> AsyncIterator[App]:
+    """Build and start the component tree; yield the running ``App``; drain and stop on exit.
+
+    Leaving the block normally stops intake and lets accepted events finish for up to
+    ``max_wait_seconds_before_shutdown`` before the remaining work is cancelled.
+    """
+    base = (root or integration.root or Path.cwd()).resolve()
+    mapping = load_mapping(integration, settings, base)
+    blueprints = load_blueprints(settings, base)
+    journal = MemoryJournal(max_pending=settings.live_events.max_pending_events)
+    async with LocalCatalog.open(settings.catalog_path(base)) as catalog:
+        if blueprints:
+            await catalog.upsert_blueprints(blueprints)
+        applier = Applier(catalog)
+        app = App(
+            integration=integration,
+            settings=settings,
+            root=base,
+            mapping=mapping,
+            catalog=catalog,
+            applier=applier,
+            journal=journal,
+            pipelines={},
+        )
+        for path, processors in integration.webhook_processors.items():
+            handler = EventHandler(
+                processors,
+                mapping=app.current_mapping,
+                apply=applier.apply,
+                max_event_processing_seconds=settings.max_event_processing_seconds,
+            )
+            app.pipelines[WEBHOOK_PREFIX + path] = LiveEventsPipeline(
+                path,
+                handler,
+                journal,
+                workers=settings.event_workers_count,
+                capacity=settings.live_events.max_pending_events,
+            )
+        with using(integration):
+            integration.settings = settings
+            async with trio.open_nursery() as nursery:
+                await nursery.start(applier.run)
+                for pipeline in app.pipelines.values():
+                    await nursery.start(pipeline.run)
+                integration._app = app
+                for hook in integration.on_start_hooks:
+                    nursery.start_soon(_run_on_start, hook)
+                try:
+                    yield app
+                finally:
+                    integration._app = None
+                    with trio.move_on_after(settings.max_wait_seconds_before_shutdown, shield=True):
+                        await app.drain()
+                    nursery.cancel_scope.cancel()
+
+
+async def _run_on_start(hook: OnStart) -> None:
+    # Ocean runs on_start hooks in the background and only logs their errors.
+    try:
+        await hook()
+    except Exception:
+        logger.exception("on_start hook %s failed", getattr(hook, "__name__", hook))

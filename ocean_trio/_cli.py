@@ -1,0 +1,56 @@
+"""The ``ocean-trio`` command line: ``sail`` an integration, ``map`` items offline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import OceanError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ocean-trio", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sail = commands.add_parser("sail", help="run an integration (HTTP server, live events, catalog)")
+    sail.add_argument("path", type=Path, nargs="?", default=Path("."), help="integration folder")
+    sail.add_argument("-p", "--port", type=int, help="HTTP port (default 8000)")
+    sail.add_argument("--host", help="HTTP host (default 127.0.0.1)")
+    sail.add_argument("-l", "--log-level", help="log level (default INFO)")
+
+    mapping = commands.add_parser("map", help="map raw items with a port app config, offline")
+    mapping.add_argument("--config", type=Path, required=True, help="port-app-config.yml")
+    mapping.add_argument("--kind", required=True, help="resource kind to map")
+    mapping.add_argument("--input", type=Path, required=True, help="JSON array of raw items")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "sail":
+            from ._sail import run_sail
+
+            overrides: dict[str, Any] = {}
+            http = {k: v for k, v in (("port", args.port), ("host", args.host)) if v is not None}
+            if http:
+                overrides["http"] = http
+            if args.log_level:
+                overrides["logLevel"] = args.log_level
+            return run_sail(args.path, overrides=overrides)
+        if args.command == "map":
+            from .mapping._cli import run_map_command
+
+            return run_map_command(
+                args.config, args.kind, args.input, stdout=sys.stdout, stderr=sys.stderr
+            )
+    except OceanError as error:
+        print(f"ocean-trio: {error}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

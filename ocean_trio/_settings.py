@@ -1,0 +1,183 @@
+"""Settings: the integration's ``config.yaml`` plus ``OCEAN__…`` environment variables (Ocean's names).
+
+Precedence: explicit overrides > environment > ``config.yaml`` > defaults. YAML keys are
+camelCase (snake_case is accepted too); ``OCEAN__EVENT_WORKERS_COUNT`` sets
+``eventWorkersCount``; ``OCEAN__INTEGRATION__CONFIG__JIRA_HOST`` sets the integration's own
+``jira_host``. Strings of the form ``{{ from env VAR }}`` in ``config.yaml`` are read from the
+environment, as in Ocean.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import yaml
+
+from ._converter import camel, snake, structure
+from ._exceptions import ConfigError
+
+ENV_PREFIX = "OCEAN__"
+MIB = 1024 * 1024
+
+
+@attrs.frozen(kw_only=True)
+class PortSettings:
+    """Port's API (used when ``catalog.type`` is ``port``)."""
+
+    client_id: str | None = None
+    client_secret: str | None = None
+    base_url: str = "https://api.getport.io"
+
+
+@attrs.frozen(kw_only=True)
+class IntegrationSettings:
+    """Who the integration is, and its own configuration (``ocean.integration_config``)."""
+
+    identifier: str | None = None
+    type: str | None = None
+    config: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class HttpSettings:
+    """Where ``sail`` serves; loopback unless told otherwise."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+@attrs.frozen(kw_only=True)
+class CatalogSettings:
+    """The sink: the embedded SQLite catalog (``local``) or Port's API (``port``)."""
+
+    type: Literal["local", "port"] = "local"
+    path: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class JournalSettings:
+    """Where accepted live events are recorded before they are acknowledged."""
+
+    type: Literal["memory"] = "memory"
+
+
+@attrs.frozen(kw_only=True)
+class LiveEventsSettings:
+    """Limits of the webhook ingress."""
+
+    max_body_bytes: int = 25 * MIB
+    max_pending_events: int = 10_000
+    journal: JournalSettings = JournalSettings()
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """Everything configurable; field names and defaults follow Ocean where Ocean has them."""
+
+    port: PortSettings = PortSettings()
+    integration: IntegrationSettings = IntegrationSettings()
+    http: HttpSettings = HttpSettings()
+    catalog: CatalogSettings = CatalogSettings()
+    live_events: LiveEventsSettings = LiveEventsSettings()
+    event_workers_count: int = 1
+    max_event_processing_seconds: float = 90.0
+    max_wait_seconds_before_shutdown: float = 5.0
+    base_url: str | None = None
+    resources_path: str = ".port/resources"
+    state_path: str = ".ocean-trio"
+    allow_environment_variables_jq_access: bool = True
+    log_level: str = "INFO"
+
+    def resolve(self, root: Path, relative: str) -> Path:
+        """``relative`` under the integration's folder (absolute paths are kept)."""
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else root / path
+
+    def catalog_path(self, root: Path) -> Path:
+        """The local catalog's SQLite file (default: ``<state_path>/catalog.sqlite3``)."""
+        if self.catalog.path:
+            return self.resolve(root, self.catalog.path)
+        return self.resolve(root, self.state_path) / "catalog.sqlite3"
+
+
+_FROM_ENV = re.compile(r"^\{\{\s*from env (\w+)\s*\}\}$")
+# Keys under these paths are the integration's own settings: snake_case, like Ocean's
+# ``ocean.integration_config``.
+_FREE_FORM = (("integration", "config"),)
+
+
+def _normalise(data: Any, path: tuple[str, ...], environ: Mapping[str, str]) -> Any:
+    if isinstance(data, Mapping):
+        free = path in _FREE_FORM
+        return {
+            (snake(str(k)) if free else camel(snake(str(k)))): _normalise(
+                v, (*path, snake(str(k))), environ
+            )
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [_normalise(v, path, environ) for v in data]
+    if isinstance(data, str):
+        match = _FROM_ENV.match(data.strip())
+        if match:
+            return environ.get(match.group(1))
+    return data
+
+
+def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        node = tree
+        for depth, part in enumerate(parts):
+            free = depth >= 2 and tuple(parts[:2]) in _FREE_FORM
+            key = part if free else camel(part)
+            if depth == len(parts) - 1:
+                node[key] = value
+            else:
+                child = node.setdefault(key, {})
+                if not isinstance(child, dict):
+                    raise ConfigError(f"{name} conflicts with another OCEAN__ variable setting {key}")
+                node = child
+    return tree
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(
+    root: Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read ``root/config.yaml`` (if any) and ``OCEAN__`` variables into ``Settings``."""
+    env = os.environ if environ is None else environ
+    from_file: dict[str, Any] = {}
+    config_file = root / "config.yaml"
+    if config_file.is_file():
+        try:
+            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{config_file} is not valid YAML: {error}") from None
+        if loaded is not None and not isinstance(loaded, Mapping):
+            raise ConfigError(f"{config_file} must hold a mapping at the top level")
+        from_file = _normalise(loaded or {}, (), env)
+    merged = _merge(from_file, _from_environ(env))
+    if overrides:
+        merged = _merge(merged, _normalise(overrides, (), env))
+    return structure(merged, Settings, source=f"settings ({config_file} and {ENV_PREFIX}* variables)")

@@ -1,0 +1,162 @@
+"""Processing one event: match processors, fan out over resources, map the results, apply them."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import trio
+
+from ..catalog._changes import EntityChanges
+from ..mapping._compiled import CompiledPortAppConfig
+from ..mapping._live_changes import live_event_changes
+from ..mapping._mapper import MappingIssue
+from ..mapping._models import ResourceConfig
+from ._event import WebhookEvent
+from ._journal import EventStatus
+from ._outcome import EventOutcome
+from ._processor import AbstractWebhookProcessor, WebhookProcessorType
+from ._run import RunOutcome, RunStatus, run_processor
+
+logger = logging.getLogger("ocean_trio.live_events")
+
+# Mapping this many raw items or more runs in a worker thread, off the event loop; below it,
+# the thread hop costs more than the jq work.
+MAP_IN_THREAD_ITEMS = 200
+
+
+_Work = tuple[AbstractWebhookProcessor, ResourceConfig | None, int | None]
+
+
+class EventHandler:
+    """Turns an event into catalog changes with the processors registered on its path."""
+
+    def __init__(
+        self,
+        processors: Sequence[type[AbstractWebhookProcessor]],
+        *,
+        mapping: Callable[[], CompiledPortAppConfig],
+        apply: Callable[[EntityChanges], Awaitable[None]],
+        max_event_processing_seconds: float,
+    ) -> None:
+        self._processors = tuple(processors)
+        self._mapping = mapping
+        self._apply = apply
+        self._timeout = max_event_processing_seconds
+        self._map_limiter = trio.CapacityLimiter(1)
+
+    def group_of(self, event: WebhookEvent) -> str | None:
+        """The first group key a processor declares for ``event`` (registration order).
+
+        A ``group_key`` that raises is logged and skipped: the event is still accepted, in
+        its path's default group, rather than refused for an integration bug.
+        """
+        for cls in self._processors:
+            try:
+                key = cls.group_key(event)
+            except Exception as error:
+                logger.error("%s.group_key raised %r; using the default group", cls.__name__, error)
+                continue
+            if key is not None:
+                return str(key)
+        return None
+
+    async def handle(self, event: WebhookEvent) -> EventOutcome:
+        """Process ``event`` to the end; errors become the outcome, only ``Cancelled`` escapes."""
+        compiled = self._mapping()
+        try:
+            accepted, work = await self._match(event, compiled)
+        except Exception as error:
+            logger.error("matching processors failed (trace %s): %r", event.trace_id, error)
+            return EventOutcome(EventStatus.FAILED, error=f"matching failed: {error!r}")
+        if not accepted:
+            logger.warning("no processor accepted the event on %s (trace %s)", event.path, event.trace_id)
+            return EventOutcome(EventStatus.NO_MATCH)
+        if not work:
+            logger.info(
+                "processors accepted the event but its kinds have no resource in the mapping (trace %s)",
+                event.trace_id,
+            )
+            return EventOutcome(EventStatus.DONE)
+
+        runs = await self._run_all(work)
+        succeeded = [r for r in runs if r.status is RunStatus.SUCCEEDED]
+        failed = [r for r in runs if r.status in (RunStatus.FAILED, RunStatus.TIMED_OUT)]
+        if not succeeded and not failed:
+            return EventOutcome(EventStatus.REJECTED, runs, error=runs[0].error)
+
+        mapped = [
+            (r.resource_index, r.results.updated_raw_results, r.results.deleted_raw_results)
+            for r in succeeded
+            if r.resource_index is not None and r.results is not None
+        ]
+        try:
+            changes, issues = await _map(compiled, mapped, self._map_limiter)
+            await self._apply(changes)
+        except Exception as error:
+            logger.error("applying the event failed (trace %s): %r", event.trace_id, error)
+            return EventOutcome(EventStatus.FAILED, runs, error=f"apply failed: {error!r}")
+        status = EventStatus.FAILED if failed else EventStatus.DONE
+        return EventOutcome(
+            status,
+            runs,
+            upserts=len(changes.upserts),
+            deletes=len(changes.deletes),
+            mapping_issues=tuple(issues),
+            error="; ".join(f"{r.processor}: {r.error}" for r in failed) or None,
+        )
+
+    async def _match(
+        self, event: WebhookEvent, compiled: CompiledPortAppConfig
+    ) -> tuple[bool, list[_Work]]:
+        # One instance per (processor, resource) run, so retry counts and hooks are per run;
+        # extra runs get a shallow copy of the instance that matched, keeping any state its
+        # should_process_event() set (Ocean shares one instance across all its resources).
+        accepted = False
+        work: list[_Work] = []
+        for cls in self._processors:
+            processor = cls(event)
+            if not await processor.should_process_event(event):
+                continue
+            accepted = True
+            if cls.get_processor_type() is WebhookProcessorType.ACTION:
+                work.append((processor, None, None))
+                continue
+            first = True
+            for kind in await processor.get_matching_kinds(event):
+                for index, resource in compiled.config.resources_of_kind(kind):
+                    work.append((processor if first else copy.copy(processor), resource, index))
+                    first = False
+        return accepted, work
+
+    async def _run_all(self, work: list[_Work]) -> list[RunOutcome]:
+        outcomes: list[RunOutcome | None] = [None] * len(work)
+        copy_payload = len(work) > 1
+
+        async def run_one(i: int) -> None:
+            processor, resource, index = work[i]
+            outcomes[i] = await run_processor(
+                processor, resource, index, timeout=self._timeout, copy_payload=copy_payload
+            )
+
+        if len(work) == 1:
+            await run_one(0)
+        else:
+            async with trio.open_nursery() as nursery:
+                for i in range(len(work)):
+                    nursery.start_soon(run_one, i)
+        return [o for o in outcomes if o is not None]
+
+
+async def _map(
+    compiled: CompiledPortAppConfig,
+    mapped: list[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]],
+    limiter: trio.CapacityLimiter,
+) -> tuple[EntityChanges, list[MappingIssue]]:
+    size = sum(len(updated) + len(deleted) for _, updated, deleted in mapped)
+    if size >= MAP_IN_THREAD_ITEMS:
+        return await trio.to_thread.run_sync(live_event_changes, compiled, mapped, limiter=limiter)
+    await trio.lowlevel.checkpoint()
+    return live_event_changes(compiled, mapped)

@@ -1,0 +1,157 @@
+"""The webhook ingress: a bare ASGI handler for ``POST /integration/<path>``.
+
+Registered webhook paths skip the Quart request machinery (measured ~40 % fewer requests/s
+on the same hypercorn); this handler reads the body within a size limit, checks it is a
+JSON object, journals the event and answers ``202`` only once the journal has it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .._exceptions import JournalFullError
+from ._pipeline import LiveEventsPipeline
+
+logger = logging.getLogger("ocean_trio.live_events")
+
+Scope = Mapping[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[dict[str, Any]], Any]
+
+_JSON = (b"content-type", b"application/json")
+RETRY_AFTER_SECONDS = 5
+
+
+async def send_json(
+    send: Send, status: int, body: Mapping[str, Any], headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    """Send a complete JSON response."""
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [_JSON, (b"content-length", str(len(payload)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class WebhookIngress:
+    """ASGI handler for the webhook routes; ``routes`` maps full paths to pipelines."""
+
+    def __init__(
+        self,
+        routes: Mapping[str, LiveEventsPipeline],
+        *,
+        max_body_bytes: int,
+        accepting: Callable[[], bool],
+    ) -> None:
+        self._routes = dict(routes)
+        self._max_body_bytes = max_body_bytes
+        self._accepting = accepting
+
+    def route(self, path: str) -> LiveEventsPipeline | None:
+        """The pipeline serving ``path`` (a trailing slash is ignored), if any."""
+        pipeline = self._routes.get(path)
+        if pipeline is None and len(path) > 1 and path.endswith("/"):
+            pipeline = self._routes.get(path.rstrip("/"))
+        return pipeline
+
+    async def __call__(
+        self, pipeline: LiveEventsPipeline, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if scope["method"] != "POST":
+            await send_json(
+                send,
+                405,
+                {"error": f"method {scope['method']} not allowed on a webhook path; use POST"},
+                ((b"allow", b"POST"),),
+            )
+            return
+        if not self._accepting():
+            await _unavailable(send, "the service is shutting down")
+            return
+        headers = _headers(scope)
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_body_bytes:
+            await _too_large(send, self._max_body_bytes)
+            return
+        body = await _read_body(receive, self._max_body_bytes)
+        if body is None:
+            await _too_large(send, self._max_body_bytes)
+            return
+        if body is _DISCONNECTED:
+            return
+        try:
+            payload = json.loads(body)
+        except ValueError as error:
+            await send_json(send, 400, {"error": f"body is not valid JSON: {error}"})
+            return
+        if not isinstance(payload, dict):
+            await send_json(
+                send, 400, {"error": f"body must be a JSON object, got {_json_type(payload)}"}
+            )
+            return
+        event = pipeline.make_event(body, payload, headers)
+        try:
+            entry = await pipeline.submit(event)
+        except JournalFullError as error:
+            logger.warning("refusing an event on %s: %s", pipeline.path, error)
+            await _unavailable(send, "too many events are pending; retry later")
+            return
+        await send_json(send, 202, {"status": "accepted", "trace_id": entry.event.trace_id})
+
+
+_DISCONNECTED = b"\x00disconnected"
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, ``None`` when over ``limit``, ``_DISCONNECTED`` if the client left."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return _DISCONNECTED
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    await send_json(send, 413, {"error": f"body is larger than the limit of {limit} bytes"})
+
+
+async def _unavailable(send: Send, message: str) -> None:
+    await send_json(
+        send, 503, {"error": message}, ((b"retry-after", str(RETRY_AFTER_SECONDS).encode()),)
+    )
