@@ -1,0 +1,84 @@
+"""ocean-trio: keep a software catalog in sync with third-party services, on trio.
+
+Integrations written for Port's Ocean port by changing imports: the processor API, the
+``ocean`` object and the mapping models keep Ocean's names.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ._app import App, open_app
+from ._asgi import OceanASGI
+from ._entity import UNSET, Entity
+from ._exceptions import (
+    ConfigError,
+    JournalFullError,
+    MappingError,
+    OceanError,
+    RetryableError,
+    WebhookEventNotSupportedError,
+    WebhookProcessingError,
+)
+from ._ocean import Integration, load_integration, ocean
+from ._settings import Settings, load_settings
+from .catalog._changes import EntityChanges, WriteOptions
+from .live_events._event import EventHeaders, EventPayload, WebhookEvent, WebhookEventRawResults
+from .live_events._journal import EventStatus
+from .live_events._outcome import EventOutcome
+from .live_events._processor import AbstractWebhookProcessor, WebhookProcessorType
+from .mapping._models import (
+    EntityMapping,
+    IngestSearchQuery,
+    MappingsConfig,
+    PortAppConfig,
+    PortResourceConfig,
+    ResourceConfig,
+    Rule,
+    Selector,
+)
+
+__version__ = "0.1.0"
+
+logger = logging.getLogger("ocean_trio.integration")
+"""A logger for integration code (where Ocean code uses loguru's ``logger``)."""
+
+__all__ = [
+    "UNSET",
+    "AbstractWebhookProcessor",
+    "App",
+    "ConfigError",
+    "Entity",
+    "EntityChanges",
+    "EntityMapping",
+    "EventHeaders",
+    "EventOutcome",
+    "EventPayload",
+    "EventStatus",
+    "IngestSearchQuery",
+    "Integration",
+    "JournalFullError",
+    "MappingError",
+    "MappingsConfig",
+    "OceanASGI",
+    "OceanError",
+    "PortAppConfig",
+    "PortResourceConfig",
+    "ResourceConfig",
+    "RetryableError",
+    "Rule",
+    "Selector",
+    "Settings",
+    "WebhookEvent",
+    "WebhookEventNotSupportedError",
+    "WebhookEventRawResults",
+    "WebhookProcessingError",
+    "WebhookProcessorType",
+    "WriteOptions",
+    "__version__",
+    "load_integration",
+    "load_settings",
+    "logger",
+    "ocean",
+    "open_app",
+]

@@ -40,7 +40,9 @@ class OceanASGI:
         self._app: App | None = None
         self._ingress: WebhookIngress | None = None
         self._attached = False
-        self.quart: QuartTrio = build_quart_app(lambda: self._app, quart_blueprint(integration.router))
+        self.quart: QuartTrio = build_quart_app(
+            lambda: self._app, quart_blueprint(integration.router)
+        )
 
     @property
     def app(self) -> App | None:
@@ -73,12 +75,14 @@ class OceanASGI:
                     await ingress(pipeline, scope, receive, send)
                     return
             elif scope["path"].startswith("/integration/") and self._integration.webhook_processors:
-                await send_json(send, 503, {"error": "the service is starting"}, ((b"retry-after", b"1"),))
+                await send_json(
+                    send, 503, {"error": "the service is starting"}, ((b"retry-after", b"1"),)
+                )
                 return
         elif kind == "lifespan":
             await self._lifespan(receive, send)
             return
-        await self.quart(scope, receive, send)
+        await self.quart(scope, receive, send)  # type: ignore[arg-type]
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()

@@ -14,7 +14,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocean-trio", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    sail = commands.add_parser("sail", help="run an integration (HTTP server, live events, catalog)")
+    sail = commands.add_parser(
+        "sail", help="run an integration (HTTP server, live events, catalog)"
+    )
     sail.add_argument("path", type=Path, nargs="?", default=Path("."), help="integration folder")
     sail.add_argument("-p", "--port", type=int, help="HTTP port (default 8000)")
     sail.add_argument("--host", help="HTTP host (default 127.0.0.1)")

@@ -98,7 +98,11 @@ converter.register_structure_hook(str, _structure_str)
 def _format_exception(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, KeyError):
         return "required field missing"
-    if isinstance(exc, ValueError | TypeError) and str(exc) and not isinstance(exc, cattrs.BaseValidationError):
+    if (
+        isinstance(exc, ValueError | TypeError)
+        and str(exc)
+        and not isinstance(exc, cattrs.BaseValidationError)
+    ):
         return str(exc)
     return cattrs.v.format_exception(exc, type_)
 

@@ -30,17 +30,5 @@ class WebhookEventNotSupportedError(WebhookProcessingError):
     """No registered processor accepted the live event."""
 
 
-class AuthenticationFailedError(WebhookProcessingError):
-    """``authenticate()`` returned False: the event is rejected and not retried."""
-
-
-class InvalidPayloadError(WebhookProcessingError):
-    """``validate_payload()`` returned False: the event is rejected and not retried."""
-
-
 class JournalFullError(OceanError):
     """The journal holds as many pending events as it may; the sender should retry later."""
-
-
-class ShuttingDownError(OceanError):
-    """The service is draining and accepts no new events."""

@@ -85,7 +85,9 @@ class Integration:
     def app(self) -> App:
         """The running app; raises before start-up."""
         if self._app is None:
-            raise OceanError("the integration is not running yet (ocean.app is set once the app starts)")
+            raise OceanError(
+                "the integration is not running yet (ocean.app is set once the app starts)"
+            )
         return self._app
 
     @property

@@ -40,5 +40,3 @@ async def serve_asgi(
         task_status=task_status,
         mode="asgi",
     )
-
-

@@ -144,7 +144,9 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
             else:
                 child = node.setdefault(key, {})
                 if not isinstance(child, dict):
-                    raise ConfigError(f"{name} conflicts with another OCEAN__ variable setting {key}")
+                    raise ConfigError(
+                        f"{name} conflicts with another OCEAN__ variable setting {key}"
+                    )
                 node = child
     return tree
 
@@ -180,4 +182,6 @@ def load_settings(
     merged = _merge(from_file, _from_environ(env))
     if overrides:
         merged = _merge(merged, _normalise(overrides, (), env))
-    return structure(merged, Settings, source=f"settings ({config_file} and {ENV_PREFIX}* variables)")
+    return structure(
+        merged, Settings, source=f"settings ({config_file} and {ENV_PREFIX}* variables)"
+    )

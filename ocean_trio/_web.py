@@ -15,7 +15,9 @@ from .catalog._local import LocalCatalog
 from .catalog._web import catalog_blueprint
 
 
-def build_quart_app(get_app: Callable[[], App | None], router_blueprint: quart.Blueprint) -> QuartTrio:
+def build_quart_app(
+    get_app: Callable[[], App | None], router_blueprint: quart.Blueprint
+) -> QuartTrio:
     """A Quart-Trio app whose routes read the running ``App`` through ``get_app``."""
     web = QuartTrio("ocean_trio")
     web.config["JSONIFY_PRETTYPRINT_REGULAR"] = False

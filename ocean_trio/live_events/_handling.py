@@ -18,7 +18,7 @@ from ._event import WebhookEvent
 from ._journal import EventStatus
 from ._outcome import EventOutcome
 from ._processor import AbstractWebhookProcessor, WebhookProcessorType
-from ._run import RunOutcome, RunStatus, run_processor
+from ._run import RunOutcome, RunStatus, run_outcome, run_processor
 
 logger = logging.getLogger("ocean_trio.live_events")
 
@@ -72,7 +72,9 @@ class EventHandler:
             logger.error("matching processors failed (trace %s): %r", event.trace_id, error)
             return EventOutcome(EventStatus.FAILED, error=f"matching failed: {error!r}")
         if not accepted:
-            logger.warning("no processor accepted the event on %s (trace %s)", event.path, event.trace_id)
+            logger.warning(
+                "no processor accepted the event on %s (trace %s)", event.path, event.trace_id
+            )
             return EventOutcome(EventStatus.NO_MATCH)
         if not work:
             logger.info(
@@ -85,7 +87,7 @@ class EventHandler:
         succeeded = [r for r in runs if r.status is RunStatus.SUCCEEDED]
         failed = [r for r in runs if r.status in (RunStatus.FAILED, RunStatus.TIMED_OUT)]
         if not succeeded and not failed:
-            return EventOutcome(EventStatus.REJECTED, runs, error=runs[0].error)
+            return EventOutcome(EventStatus.REJECTED, tuple(runs), error=runs[0].error)
 
         mapped = [
             (r.resource_index, r.results.updated_raw_results, r.results.deleted_raw_results)
@@ -97,11 +99,11 @@ class EventHandler:
             await self._apply(changes)
         except Exception as error:
             logger.error("applying the event failed (trace %s): %r", event.trace_id, error)
-            return EventOutcome(EventStatus.FAILED, runs, error=f"apply failed: {error!r}")
+            return EventOutcome(EventStatus.FAILED, tuple(runs), error=f"apply failed: {error!r}")
         status = EventStatus.FAILED if failed else EventStatus.DONE
         return EventOutcome(
             status,
-            runs,
+            tuple(runs),
             upserts=len(changes.upserts),
             deletes=len(changes.deletes),
             mapping_issues=tuple(issues),
@@ -137,9 +139,25 @@ class EventHandler:
 
         async def run_one(i: int) -> None:
             processor, resource, index = work[i]
-            outcomes[i] = await run_processor(
-                processor, resource, index, timeout=self._timeout, copy_payload=copy_payload
-            )
+            try:
+                with trio.fail_after(self._timeout):
+                    outcomes[i] = await run_processor(
+                        processor, resource, index, copy_payload=copy_payload
+                    )
+            except trio.TooSlowError:
+                logger.warning(
+                    "%s timed out after %gs (trace %s)",
+                    type(processor).__name__,
+                    self._timeout,
+                    processor.event.trace_id,
+                )
+                outcomes[i] = run_outcome(
+                    processor,
+                    resource,
+                    index,
+                    RunStatus.TIMED_OUT,
+                    error=f"timed out after {self._timeout:g}s",
+                )
 
         if len(work) == 1:
             await run_one(0)

@@ -53,7 +53,9 @@ class Journal(Protocol):
         """
         ...
 
-    async def complete(self, entry: JournalEntry, status: EventStatus, error: str | None = None) -> None:
+    async def complete(
+        self, entry: JournalEntry, status: EventStatus, error: str | None = None
+    ) -> None:
         """Mark ``entry`` finished with ``status``; it will not be replayed."""
         ...
 
@@ -83,14 +85,18 @@ class MemoryJournal:
     async def append(self, event: WebhookEvent) -> JournalEntry:
         await trio.lowlevel.checkpoint()
         if len(self._pending) >= self._max_pending:
-            raise JournalFullError(f"{len(self._pending)} events are pending (limit {self._max_pending})")
+            raise JournalFullError(
+                f"{len(self._pending)} events are pending (limit {self._max_pending})"
+            )
         entry = JournalEntry(self._next_seq, event)
         self._next_seq += 1
         self._pending[entry.seq] = entry
         self._appended += 1
         return entry
 
-    async def complete(self, entry: JournalEntry, status: EventStatus, error: str | None = None) -> None:
+    async def complete(
+        self, entry: JournalEntry, status: EventStatus, error: str | None = None
+    ) -> None:
         await trio.lowlevel.checkpoint()
         if self._pending.pop(entry.seq, None) is not None:
             self._completed += 1

@@ -11,8 +11,8 @@ import trio
 
 from ._dispatcher import DispatcherStatistics, GroupDispatcher
 from ._event import EventHeaders, EventPayload, WebhookEvent
-from ._outcome import EventOutcome
 from ._journal import Journal, JournalEntry
+from ._outcome import EventOutcome
 
 logger = logging.getLogger("ocean_trio.live_events")
 
@@ -133,5 +133,3 @@ class LiveEventsPipeline:
             outcomes=dict(self._outcomes),
             dispatcher=self._dispatcher.statistics(),
         )
-
-

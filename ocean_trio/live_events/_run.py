@@ -53,10 +53,33 @@ async def handle_with_retries(
             return await processor.handle_event(payload, resource)  # type: ignore[arg-type]
         except Exception as error:
             await processor.on_error(error)
-            if not (processor.should_retry(error) and processor.retry_count < processor.max_retries):
+            if not (
+                processor.should_retry(error) and processor.retry_count < processor.max_retries
+            ):
                 raise
             processor.retry_count += 1
             await trio.sleep(processor.calculate_retry_delay())
+
+
+def run_outcome(
+    processor: AbstractWebhookProcessor,
+    resource: ResourceConfig | None,
+    resource_index: int | None,
+    status: RunStatus,
+    *,
+    results: WebhookEventRawResults | None = None,
+    error: str | None = None,
+) -> RunOutcome:
+    """The outcome of ``processor``'s run for ``resource``, attempts counted from ``retry_count``."""
+    return RunOutcome(
+        processor=type(processor).__name__,
+        kind=resource.kind if resource is not None else None,
+        resource_index=resource_index,
+        status=status,
+        attempts=processor.retry_count + (0 if status is RunStatus.REJECTED else 1),
+        results=results,
+        error=error,
+    )
 
 
 async def run_processor(
@@ -64,54 +87,43 @@ async def run_processor(
     resource: ResourceConfig | None,
     resource_index: int | None,
     *,
-    timeout: float,
     copy_payload: bool,
 ) -> RunOutcome:
-    """Run ``processor`` for one resource under ``fail_after(timeout)``; never raises but ``Cancelled``.
+    """Run ``processor`` for one resource; errors become the outcome, ``Cancelled`` propagates.
 
-    ``copy_payload`` gives this run its own deep copy of the payload, so runs sharing an event
-    cannot see each other's mutations.
+    The caller owns the deadline (``fail_after(max_event_processing_seconds)``). When the run
+    is cancelled, by that deadline or by shutdown, the processor's ``cancel()`` hook runs
+    before the cancellation goes on. ``copy_payload`` gives this run its own deep copy of the
+    payload, so runs sharing an event cannot see each other's mutations.
     """
-    name = type(processor).__name__
-    kind = resource.kind if resource is not None else None
-
-    def outcome(status: RunStatus, **kwargs: object) -> RunOutcome:
-        return RunOutcome(
-            processor=name,
-            kind=kind,
-            resource_index=resource_index,
-            status=status,
-            attempts=processor.retry_count + (1 if status is not RunStatus.REJECTED else 0),
-            **kwargs,  # type: ignore[arg-type]
-        )
-
     event = processor.event
     payload = copy.deepcopy(event.payload) if copy_payload else event.payload
     try:
-        with trio.fail_after(timeout):
-            try:
-                await processor.before_processing()
-                if not await processor.authenticate(payload, event.headers):
-                    return outcome(RunStatus.REJECTED, error="authentication failed")
-                if not await processor.validate_payload(payload):
-                    return outcome(RunStatus.REJECTED, error="invalid payload")
-                results = await handle_with_retries(processor, payload, resource)
-                await processor.after_processing()
-            except trio.Cancelled:
-                await _call_cancel_hook(processor)
-                raise
-    except trio.TooSlowError:
-        logger.warning("%s timed out after %.1fs (trace %s)", name, timeout, event.trace_id)
-        return outcome(RunStatus.TIMED_OUT, error=f"timed out after {timeout:g}s")
+        await processor.before_processing()
+        if not await processor.authenticate(payload, event.headers):
+            return run_outcome(
+                processor,
+                resource,
+                resource_index,
+                RunStatus.REJECTED,
+                error="authentication failed",
+            )
+        if not await processor.validate_payload(payload):
+            return run_outcome(
+                processor, resource, resource_index, RunStatus.REJECTED, error="invalid payload"
+            )
+        results = await handle_with_retries(processor, payload, resource)
+        await processor.after_processing()
+    except trio.Cancelled:
+        await _call_cancel_hook(processor)
+        raise
     except Exception as error:
-        logger.warning("%s failed (trace %s): %r", name, event.trace_id, error)
-        return outcome(RunStatus.FAILED, error=repr(error))
+        logger.warning("%s failed (trace %s): %r", type(processor).__name__, event.trace_id, error)
+        return run_outcome(processor, resource, resource_index, RunStatus.FAILED, error=repr(error))
     if not isinstance(results, WebhookEventRawResults):
-        return outcome(
-            RunStatus.FAILED,
-            error=f"handle_event returned {type(results).__name__}, not WebhookEventRawResults",
-        )
-    return outcome(RunStatus.SUCCEEDED, results=results)
+        error_text = f"handle_event returned {type(results).__name__}, not WebhookEventRawResults"
+        return run_outcome(processor, resource, resource_index, RunStatus.FAILED, error=error_text)
+    return run_outcome(processor, resource, resource_index, RunStatus.SUCCEEDED, results=results)
 
 
 async def _call_cancel_hook(processor: AbstractWebhookProcessor) -> None:

@@ -41,9 +41,9 @@ class EntityMapping:
 
     identifier: str | IngestSearchQuery
     blueprint: str
-    title: str | None | Unset = UNSET
-    icon: str | None | Unset = UNSET
-    team: str | IngestSearchQuery | None | Unset = UNSET
+    title: str | Unset | None = UNSET
+    icon: str | Unset | None = UNSET
+    team: str | IngestSearchQuery | Unset | None = UNSET
     properties: Mapping[str, str] | Unset = UNSET
     relations: Mapping[str, str | IngestSearchQuery] | Unset = UNSET
 
@@ -121,7 +121,9 @@ def parse_port_app_config(
     raw_resources = data.get("resources", [])
     if not isinstance(raw_resources, list):
         raise ConfigError(f"{source} is invalid:\n  - expected a list @ $.resources")
-    base = structure({k: v for k, v in data.items() if k != "resources"}, PortAppConfig, source=source)
+    base = structure(
+        {k: v for k, v in data.items() if k != "resources"}, PortAppConfig, source=source
+    )
     classes = resource_classes or {}
     resources: list[ResourceConfig] = []
     problems: list[str] = []
@@ -154,7 +156,9 @@ def load_port_app_config(
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+        raise ConfigError(
+            f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
+        ) from None
     return parse_port_app_config(data, resource_classes=resource_classes, source=str(path))
 
 

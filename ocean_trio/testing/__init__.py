@@ -1,0 +1,106 @@
+"""Test helpers for integration authors (and ocean-trio's own tests).
+
+``serve_integration`` runs an integration's whole component tree with a real hypercorn on
+127.0.0.1 (port 0) and gives an httpx client for it, plus a way to wait for event outcomes
+without sleeping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import httpx
+import trio
+
+from .._app import App, open_app
+from .._asgi import OceanASGI
+from .._ocean import Integration
+from .._serve import serve_asgi
+from .._settings import Settings, load_settings
+from ..live_events._journal import JournalEntry
+from ..live_events._outcome import EventOutcome
+
+__all__ = ["TestServer", "make_settings", "serve_integration", "sign_hmac_sha256"]
+
+# Bound, and large enough for every test: outcomes beyond it are dropped (see observe()).
+_OUTCOME_BUFFER = 100_000
+
+
+def make_settings(
+    root: Path, *, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Settings for a test: loopback, port 0, catalog under ``root``; ``overrides`` in camelCase or snake_case."""
+    base: dict[str, Any] = {
+        "http": {"host": "127.0.0.1", "port": 0},
+        "statePath": str(root / "state"),
+    }
+    return load_settings(root, environ=environ or {}, overrides={**base, **overrides})
+
+
+def sign_hmac_sha256(secret: str, body: bytes, *, prefix: str = "sha256=") -> str:
+    """``prefix`` + hex HMAC-SHA256 of ``body``: the GitHub-style signature header value."""
+    return prefix + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@attrs.define(eq=False)
+class TestServer:
+    """A served integration: its ``App``, its URL, a client, and its event outcomes."""
+
+    __test__ = False  # not a pytest test class
+
+    app: App
+    base_url: str
+    client: httpx.AsyncClient
+    _outcomes: trio.MemoryReceiveChannel[tuple[JournalEntry, EventOutcome]]
+
+    async def post_event(
+        self, path: str, payload: Any, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        """POST ``payload`` as JSON to ``/integration{path}``."""
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        return await self.client.post(
+            "/integration" + path,
+            content=body,
+            headers={"content-type": "application/json", **(headers or {})},
+        )
+
+    async def next_outcomes(self, count: int) -> list[tuple[JournalEntry, EventOutcome]]:
+        """Wait for the next ``count`` finished events (any path), in completion order."""
+        return [await self._outcomes.receive() for _ in range(count)]
+
+
+@asynccontextmanager
+async def serve_integration(
+    integration: Integration, settings: Settings, *, root: Path | None = None
+) -> AsyncIterator[TestServer]:
+    """Open the app, serve it on ``settings.http``, yield a ``TestServer``; stop cleanly on exit."""
+    asgi = OceanASGI(integration)
+    send, receive = trio.open_memory_channel[tuple[JournalEntry, EventOutcome]](_OUTCOME_BUFFER)
+    async with open_app(integration, settings, root=root) as app:
+        asgi.attach(app)
+        for pipeline in app.pipelines.values():
+            pipeline.observe(send)
+        shutdown = trio.Event()
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(
+                lambda task_status: serve_asgi(
+                    asgi,
+                    settings.http.host,
+                    settings.http.port,
+                    shutdown_trigger=shutdown,
+                    task_status=task_status,
+                )
+            )
+            app.served_at(urls)
+            try:
+                async with httpx.AsyncClient(base_url=app.base_url, timeout=30) as client:
+                    yield TestServer(app, app.base_url, client, receive)
+            finally:
+                shutdown.set()

@@ -10,8 +10,8 @@ import trio
 from ocean_trio._exceptions import JournalFullError
 from ocean_trio.live_events._dispatcher import GroupDispatcher
 from ocean_trio.live_events._event import WebhookEvent
-from ocean_trio.live_events._outcome import EventOutcome
 from ocean_trio.live_events._journal import EventStatus, JournalEntry, MemoryJournal
+from ocean_trio.live_events._outcome import EventOutcome
 from ocean_trio.live_events._pipeline import LiveEventsPipeline
 
 
@@ -45,7 +45,9 @@ class ScriptedHandler:
         return EventOutcome(EventStatus.DONE)
 
 
-def make_pipeline(handler: ScriptedHandler, *, workers: int, capacity: int = 100) -> LiveEventsPipeline:
+def make_pipeline(
+    handler: ScriptedHandler, *, workers: int, capacity: int = 100
+) -> LiveEventsPipeline:
     return LiveEventsPipeline(
         "/webhook", handler, MemoryJournal(max_pending=capacity), workers=workers, capacity=capacity
     )
@@ -75,7 +77,9 @@ async def test_same_group_is_fifo_and_never_concurrent_with_eight_workers() -> N
             finished.append((entry.event.payload["group"], entry.event.payload["n"]))
         nursery.cancel_scope.cancel()
     for group in ("g0", "g1", "g2"):
-        assert [n for g, n in finished if g == group] == sorted(n for g, n in finished if g == group)
+        assert [n for g, n in finished if g == group] == sorted(
+            n for g, n in finished if g == group
+        )
         assert handler.max_running[group] == 1
 
 

@@ -1,0 +1,222 @@
+"""Live-events benchmark: ocean-trio end to end vs. the bare hypercorn-trio ceiling, same run.
+
+For each of ``--runs`` runs: start a server process (hypercorn ``--worker-class trio``),
+drive it with the load generator (another process) posting N signed ~1 KB events, and for
+ocean-trio wait until every event's entity is in the catalog. Reports medians as JSON:
+accept rate, end-to-end rate (first POST → last entity applied), POST→applied latency
+p50/p99, server peak RSS, lost events, and the ratio of end-to-end rate to the ceiling.
+
+Run: ``make bench`` (or ``python -m benchmarks.live_events --events 20000 --runs 3``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import socket
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _wait_http(url: str, process: trio.Process, limit: float = 30.0) -> None:
+    async with httpx.AsyncClient() as client:
+        with trio.fail_after(limit):
+            while True:
+                if process.returncode is not None:
+                    raise RuntimeError(f"server exited with {process.returncode}")
+                try:
+                    await client.get(url)
+                    return
+                except httpx.TransportError:
+                    await trio.sleep(0.05)
+
+
+async def _loadgen(port: int, events: int, concurrency: int) -> dict[str, Any]:
+    result = await trio.run_process(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks._loadgen",
+            "--port",
+            str(port),
+            "-n",
+            str(events),
+            "-c",
+            str(concurrency),
+        ],
+        cwd=ROOT,
+        capture_stdout=True,
+    )
+    return dict(json.loads(result.stdout))
+
+
+async def _server(argv: list[str], env: dict[str, str], nursery: trio.Nursery) -> trio.Process:
+    run = functools.partial(trio.run_process, argv, cwd=ROOT, env=env, check=False)
+    process: trio.Process = await nursery.start(run)
+    return process
+
+
+async def run_ceiling(events: int, concurrency: int) -> dict[str, Any]:
+    port = _free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "hypercorn",
+        "--worker-class",
+        "trio",
+        "-w",
+        "0",
+        "-b",
+        f"127.0.0.1:{port}",
+        "benchmarks.ceiling:app",
+    ]
+    async with trio.open_nursery() as nursery:
+        process = await _server(argv, dict(os.environ), nursery)
+        await _wait_http(f"http://127.0.0.1:{port}/", process)
+        load = await _loadgen(port, events, concurrency)
+        rss = _peak_rss_mb(process.pid)
+        process.terminate()
+    return {"accept_rate": load["accept_rate"], "peak_rss_mb": rss, "load": load}
+
+
+async def run_ocean(events: int, concurrency: int, workers: int) -> dict[str, Any]:
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as state:
+        env = {
+            **os.environ,
+            "OCEAN__STATE_PATH": state,
+            "OCEAN__EVENT_WORKERS_COUNT": str(workers),
+            "OCEAN__LIVE_EVENTS__MAX_PENDING_EVENTS": str(max(events, 10_000)),
+            "OCEAN__LOG_LEVEL": "WARNING",
+        }
+        argv = [
+            sys.executable,
+            "-m",
+            "hypercorn",
+            "--worker-class",
+            "trio",
+            "-w",
+            "0",
+            "-b",
+            f"127.0.0.1:{port}",
+            "benchmarks.bench_integration.main:app",
+        ]
+        async with trio.open_nursery() as nursery:
+            process = await _server(argv, env, nursery)
+            await _wait_http(f"http://127.0.0.1:{port}/health/live", process)
+            load = await _loadgen(port, events, concurrency)
+            completed = await _wait_completed(port, load["accepted"], process)
+            rss = _peak_rss_mb(process.pid)
+            process.terminate()
+        return _ocean_figures(Path(state) / "catalog.sqlite3", events, load, completed, rss)
+
+
+async def _wait_completed(port: int, accepted: int, process: trio.Process) -> int:
+    url = f"http://127.0.0.1:{port}/health/ready"
+    async with httpx.AsyncClient() as client:
+        with trio.move_on_after(300):
+            while process.returncode is None:
+                journal = (await client.get(url)).json()["journal"]
+                if journal["completed"] >= accepted:
+                    return int(journal["completed"])
+                await trio.sleep(0.05)
+    raise RuntimeError("events were not all processed within 300 s")
+
+
+def _ocean_figures(
+    db: Path, events: int, load: dict[str, Any], completed: int, rss: float
+) -> dict[str, Any]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT json_extract(data, '$.properties.sentAt'), updated_at FROM entities"
+            " WHERE blueprint = 'benchItem'"
+        ).fetchall()
+    latencies = sorted(applied - sent for sent, applied in rows)
+    last_applied = max(applied for _, applied in rows)
+    e2e_seconds = last_applied - load["first_post_wall"]
+    return {
+        "accept_rate": load["accept_rate"],
+        "end_to_end_rate": len(rows) / e2e_seconds,
+        "latency_p50_ms": 1000 * statistics.median(latencies),
+        "latency_p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+        "peak_rss_mb": rss,
+        "lost_events": events - len(rows),
+        "completed": completed,
+        "load": load,
+    }
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(r[key] for r in runs))
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    ceilings, oceans = [], []
+    for _ in range(args.runs):
+        ceilings.append(await run_ceiling(args.events, args.concurrency))
+        oceans.append(await run_ocean(args.events, args.concurrency, args.workers))
+    ceiling_rate = _median(ceilings, "accept_rate")
+    summary = {
+        "benchmark": "live_events",
+        "events": args.events,
+        "runs": args.runs,
+        "concurrency": args.concurrency,
+        "event_workers_count": args.workers,
+        "journal": "memory",
+        "ceiling_rate": ceiling_rate,
+        "accept_rate": _median(oceans, "accept_rate"),
+        "end_to_end_rate": _median(oceans, "end_to_end_rate"),
+        "ratio_end_to_end_to_ceiling": _median(oceans, "end_to_end_rate") / ceiling_rate,
+        "latency_p50_ms": _median(oceans, "latency_p50_ms"),
+        "latency_p99_ms": _median(oceans, "latency_p99_ms"),
+        "peak_rss_mb": _median(oceans, "peak_rss_mb"),
+        "lost_events": max(r["lost_events"] for r in oceans),
+        "per_run": {"ceiling": ceilings, "ocean_trio": oceans},
+    }
+    return summary
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=8)
+    args = parser.parse_args()
+    started = time.time()
+    summary = trio.run(main, args)
+    summary["wall_seconds"] = time.time() - started
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "live_events.json").write_text(json.dumps(summary, indent=2))
+    compact = {k: v for k, v in summary.items() if k != "per_run"}
+    print(json.dumps(compact, indent=2))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,157 @@
+"""The two documented ways to run an integration, as real subprocesses on 127.0.0.1.
+
+- ``hypercorn --worker-class trio <module>:app``: the ASGI lifespan opens the app;
+- ``ocean-trio sail <folder>``: ``trio.run`` at the root, hypercorn inside; SIGINT/SIGTERM stop it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from .conftest import ITEM_MAPPING
+
+MAIN = textwrap.dedent(
+    """
+    from ocean_trio import AbstractWebhookProcessor, WebhookEventRawResults, ocean
+
+
+    class Echo(AbstractWebhookProcessor):
+        async def should_process_event(self, event):
+            return True
+
+        async def get_matching_kinds(self, event):
+            return ["item"]
+
+        async def authenticate(self, payload, headers):
+            return True
+
+        async def validate_payload(self, payload):
+            return True
+
+        async def handle_event(self, payload, resource_config):
+            return WebhookEventRawResults(updated_raw_results=[payload], deleted_raw_results=[])
+
+
+    ocean.add_webhook_processor("/webhook", Echo)
+    app = ocean.asgi_app(__file__)
+    """
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def package(tmp_path: Path) -> Path:
+    """An importable integration package ``smoke_integration`` under ``tmp_path``."""
+    root = tmp_path / "smoke_integration"
+    (root / ".port" / "resources").mkdir(parents=True)
+    (root / ".port" / "resources" / "port-app-config.yml").write_text(ITEM_MAPPING)
+    (root / "__init__.py").write_text("")
+    (root / "main.py").write_text(MAIN)
+    return root
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _wait_until_up(client: httpx.AsyncClient, url: str, process: trio.Process) -> None:
+    with trio.fail_after(20):
+        while True:
+            assert process.returncode is None, "server exited during start-up"
+            try:
+                if (await client.get(url)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await trio.sleep(0.05)  # polling another process's socket: nothing to wait on
+
+
+async def _post_and_find(client: httpx.AsyncClient, base: str) -> None:
+    response = await client.post(
+        f"{base}/integration/webhook", json={"id": "S-1", "title": "smoke", "status": "open"}
+    )
+    assert response.status_code == 202
+    with trio.fail_after(10):
+        while True:
+            entities = (await client.get(f"{base}/catalog/entities?blueprint=item")).json()
+            if entities["entities"]:
+                break
+            await trio.sleep(0.05)
+    assert entities["entities"][0]["identifier"] == "S-1"
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "OCEAN__STATE_PATH": str(tmp_path / "state"),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+async def test_hypercorn_trio_worker_serves_the_integration(package: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    argv = [
+        sys.executable, "-m", "hypercorn", "--worker-class", "trio",
+        "--bind", f"127.0.0.1:{port}", "smoke_integration.main:app",
+    ]  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    async with trio.open_nursery() as nursery, httpx.AsyncClient() as client:
+        run = functools.partial(
+            trio.run_process, argv, cwd=tmp_path, env=_env(tmp_path), check=False
+        )
+        process: trio.Process = await nursery.start(run)
+        try:
+            await _wait_until_up(client, f"{base}/health/ready", process)
+            await _post_and_find(client, base)
+        finally:
+            process.send_signal(signal.SIGINT)
+        with trio.fail_after(20):
+            await process.wait()
+    assert process.returncode == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_sail_serves_and_stops_cleanly_on_signals(
+    package: Path, tmp_path: Path, signum: signal.Signals
+) -> None:
+    argv = [sys.executable, "-m", "ocean_trio", "sail", str(package), "--port", "0"]
+    async with httpx.AsyncClient() as client:
+        process = await trio.lowlevel.open_process(
+            argv, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            assert process.stdout is not None
+            banner = b""
+            with trio.fail_after(20):
+                while b"catalog API" not in banner:
+                    chunk = await process.stdout.receive_some()
+                    assert chunk, "sail exited before printing its banner"
+                    banner += chunk
+            base = banner.decode().split("is sailing on ")[1].split()[0]
+            assert base.startswith("http://127.0.0.1:")
+            await _post_and_find(client, base)
+        finally:
+            process.send_signal(signum)
+        with trio.fail_after(20):
+            await process.wait()
+        assert process.stderr is not None
+        errors = b""
+        while chunk := await process.stderr.receive_some():
+            errors += chunk
+        assert process.returncode == 0, errors.decode()
+        assert b"Traceback" not in errors
+        assert "draining" in errors.decode()
