@@ -1,0 +1,1 @@
+"""Example integrations; each folder runs with ``ocean-trio sail integrations/<name>``."""

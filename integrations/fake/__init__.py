@@ -1,0 +1,1 @@
+"""The demo integration: a simulated issue tracker (FakeTracker) synced into the catalog."""

@@ -1,0 +1,1 @@
+"""Ocean's Jira live event processors, ported by changing only their imports."""

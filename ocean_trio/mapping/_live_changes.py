@@ -1,0 +1,96 @@
+"""From raw results to ``EntityChanges``: Ocean's rules for live events and ``register_raw``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .._entity import Entity, EntityKey
+from ..catalog._changes import EntityChanges
+from ._compiled import CompiledPortAppConfig
+from ._mapper import MappingIssue
+
+RawResult = tuple[int, Sequence[Any], Sequence[Any]]
+"""``(resource index, updated raw items, deleted raw items)`` of one processor run."""
+
+
+class _Collector:
+    """Upserts and deletion candidates; an upsert of the same entity wins over its delete."""
+
+    def __init__(self) -> None:
+        self.upserts: dict[EntityKey, Entity] = {}
+        self.deletes: dict[EntityKey, Entity] = {}
+        self.issues: list[MappingIssue] = []
+
+    def upsert(self, entities: Iterable[Entity]) -> None:
+        for entity in entities:
+            self.upserts[entity.key] = entity
+
+    def delete(self, entities: Iterable[Entity]) -> None:
+        # Search identifiers resolve only inside Port: such entities are never deleted (Ocean).
+        for entity in entities:
+            if not entity.is_using_search_identifier:
+                self.deletes.setdefault(entity.key, entity)
+
+    def changes(self, compiled: CompiledPortAppConfig) -> tuple[EntityChanges, list[MappingIssue]]:
+        deletes = tuple(e for k, e in self.deletes.items() if k not in self.upserts)
+        return (
+            EntityChanges(tuple(self.upserts.values()), deletes, compiled.options),
+            self.issues,
+        )
+
+
+def live_event_changes(
+    compiled: CompiledPortAppConfig, results: Iterable[RawResult]
+) -> tuple[EntityChanges, list[MappingIssue]]:
+    """Ocean's ``sync_raw_results``: updated items failing the selector are deleted.
+
+    Updated items are mapped with ``parse_all``: passing entities are upserted, failing ones
+    deleted; deleted items are deleted only where they pass the selector; upserts win.
+    """
+    collected = _Collector()
+    for index, updated, deleted in results:
+        mapper = compiled.mappers[index]
+        if updated:
+            result = mapper.map_items(updated, parse_all=True)
+            collected.upsert(result.passed)
+            collected.delete(result.failed)
+            collected.issues.extend(result.errors)
+        if deleted:
+            result = mapper.map_items(deleted, parse_all=False)
+            collected.delete(result.passed)
+            collected.issues.extend(result.errors)
+    return collected.changes(compiled)
+
+
+def register_raw_changes(
+    compiled: CompiledPortAppConfig, kind: str, items: Sequence[Any]
+) -> tuple[EntityChanges, list[MappingIssue]]:
+    """Ocean's ``register_raw``: upsert passing entities of every resource of ``kind``.
+
+    Entities that fail the selector of every resource are deleted (an upsert wins).
+    """
+    collected = _Collector()
+    for mapper in compiled.mappers_of_kind(kind):
+        result = mapper.map_items(items, parse_all=True)
+        collected.upsert(result.passed)
+        collected.delete(result.failed)
+        collected.issues.extend(result.errors)
+    return collected.changes(compiled)
+
+
+def unregister_raw_changes(
+    compiled: CompiledPortAppConfig, kind: str, items: Sequence[Any]
+) -> tuple[EntityChanges, list[MappingIssue]]:
+    """Ocean's ``unregister_raw``: delete the entities of ``items`` that pass the selector.
+
+    Resources mapped with a search identifier are skipped, as in Ocean.
+    """
+    collected = _Collector()
+    for mapper in compiled.mappers_of_kind(kind):
+        if mapper.uses_search_identifier:
+            continue
+        result = mapper.map_items(items, parse_all=False)
+        collected.delete(result.passed)
+        collected.issues.extend(result.errors)
+    return collected.changes(compiled)
