@@ -25,6 +25,9 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # One line per outgoing request drowns the integration's own log at INFO.
+    if logging.getLogger().level <= logging.INFO:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 async def sail(root: Path, settings: Settings) -> None:

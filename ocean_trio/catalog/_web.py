@@ -26,8 +26,8 @@ _PAGE = """<!doctype html>
 {% for blueprint, entities in groups %}
 <h2>{{ titles.get(blueprint, blueprint) }} <small>({{ counts[blueprint] }})</small></h2>
 <table><tr><th>Identifier</th><th>Title</th><th>Properties</th><th>Relations</th><th>Updated</th></tr>
-{% for e in entities %}<tr><td>{{ e.identifier }}</td><td>{{ e.title }}</td>
-<td><code>{{ e.properties | tojson }}</code></td><td><code>{{ e.relations | tojson }}</code></td>
+{% for e in entities %}<tr><td>{{ e.identifier }}</td><td>{{ e.get('title') or '' }}</td>
+<td><code>{{ e.get('properties', {}) | tojson }}</code></td><td><code>{{ e.get('relations', {}) | tojson }}</code></td>
 <td>{{ e.updatedAt }}</td></tr>{% endfor %}
 </table>
 {% else %}<p>No entities yet.</p>{% endfor %}

@@ -72,6 +72,7 @@ class Selector:
     """Which raw items of the kind to ingest; integrations subclass it to add fields (e.g. ``jql``)."""
 
     query: str
+    export_env_variables: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
