@@ -73,6 +73,7 @@ class LocalCatalog:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
+            db.create_function("ocean_merge", 2, _merge_json, deterministic=True)
             return db
 
         db = await trio.to_thread.run_sync(connect)
@@ -98,44 +99,16 @@ class LocalCatalog:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            for changes in batch:
-                for entity in changes.upserts:
-                    if entity.is_using_search_identifier:
-                        self._skipped += 1
-                        continue
-                    self._upsert(entity, merge=changes.options.merge, now=now)
-                for entity in changes.deletes:
-                    blueprint, identifier = entity.key
-                    db.execute(
-                        "DELETE FROM entities WHERE blueprint = ? AND identifier = ?",
-                        (blueprint, identifier),
-                    )
-                    self._deletes += 1
+            for sql, rows in _statements(batch, now):
+                db.executemany(sql, rows)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-
-    def _upsert(self, entity: Entity, *, merge: bool, now: float) -> None:
-        blueprint, identifier = entity.key
-        data = entity.to_port()
-        row = self._db.execute(
-            "SELECT data FROM entities WHERE blueprint = ? AND identifier = ?",
-            (blueprint, identifier),
-        ).fetchone()
-        if row is not None and merge:
-            stored = json.loads(row[0])
-            for name in _MERGED:
-                if isinstance(stored.get(name), dict) and isinstance(data.get(name), dict):
-                    data[name] = {**stored[name], **data[name]}
-            data = {**stored, **data}
-        self._db.execute(
-            "INSERT INTO entities (blueprint, identifier, data, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (blueprint, identifier)"
-            " DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
-            (blueprint, identifier, json.dumps(data, ensure_ascii=False), now, now),
-        )
-        self._upserts += 1
+        for changes in batch:
+            self._upserts += len(changes.upserts)
+            self._deletes += len(changes.deletes)
+            self._skipped += sum(e.is_using_search_identifier for e in changes.upserts)
 
     async def upsert_blueprints(self, blueprints: Sequence[Mapping[str, Any]]) -> None:
         """Store blueprint definitions (from ``blueprints.json``) by identifier."""
@@ -197,6 +170,45 @@ class LocalCatalog:
 
     def statistics(self) -> CatalogStatistics:
         return CatalogStatistics(self._writes, self._upserts, self._deletes, self._skipped)
+
+
+_UPSERT = (
+    "INSERT INTO entities (blueprint, identifier, data, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (blueprint, identifier) DO UPDATE SET "
+)
+_MERGE_UPSERT = _UPSERT + "data = ocean_merge(data, excluded.data), updated_at = excluded.updated_at"
+_REPLACE_UPSERT = _UPSERT + "data = excluded.data, updated_at = excluded.updated_at"
+_DELETE = "DELETE FROM entities WHERE blueprint = ? AND identifier = ?"
+
+
+def _statements(batch: list[EntityChanges], now: float) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The batch as few ``executemany`` runs: consecutive operations of one kind share one."""
+    runs: list[tuple[str, list[tuple[Any, ...]]]] = []
+
+    def add(sql: str, row: tuple[Any, ...]) -> None:
+        if runs and runs[-1][0] == sql:
+            runs[-1][1].append(row)
+        else:
+            runs.append((sql, [row]))
+
+    for changes in batch:
+        upsert = _MERGE_UPSERT if changes.options.merge else _REPLACE_UPSERT
+        for entity in changes.upserts:
+            if not entity.is_using_search_identifier:
+                data = json.dumps(entity.to_port(), ensure_ascii=False)
+                add(upsert, (*entity.key, data, now, now))
+        for entity in changes.deletes:
+            add(_DELETE, entity.key)
+    return runs
+
+
+def _merge_json(stored: str, new: str) -> str:
+    """Port's merge upsert: properties and relations merged key by key, other fields replaced."""
+    old_data, data = json.loads(stored), json.loads(new)
+    for name in _MERGED:
+        if isinstance(old_data.get(name), dict) and isinstance(data.get(name), dict):
+            data[name] = {**old_data[name], **data[name]}
+    return json.dumps({**old_data, **data}, ensure_ascii=False)
 
 
 def _entity_json(data: str, created_at: float, updated_at: float) -> dict[str, Any]:

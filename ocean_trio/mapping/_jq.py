@@ -26,9 +26,25 @@ def normalise(expression: str) -> str:
     return _SINGLE_QUOTE.sub(r'\1"\2', expression.strip())
 
 
+# Expressions that always give exactly one output (or an error): a path of plain keys and
+# indexes, or a literal. They need no first-output wrapper, which costs more than they do.
+_SINGLE_OUTPUT = re.compile(
+    r"""^(?:\.|\.(?:[A-Za-z_]\w*|"[^"\\]*"|\[(?:"[^"\\]*"|-?\d+)\])"""
+    r"""(?:\.[A-Za-z_]\w*|\."[^"\\]*"|\.?\[(?:"[^"\\]*"|-?\d+)\])*"""
+    r"""|"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?|true|false|null)$"""
+)
+
+
 def first_output(expression: str) -> str:
-    """An expression yielding the first output of ``expression``, or ``null`` when it has none."""
-    return f"([limit(1; ({normalise(expression)}))] | .[0])"
+    """An expression yielding the first output of ``expression``, or ``null`` when it has none.
+
+    ``label``/``break`` stops ``expression`` after its first output, as Ocean's ``first()``
+    does, and is cheaper in jq than ``[limit(1; f)][0]``.
+    """
+    text = normalise(expression)
+    if _SINGLE_OUTPUT.match(text):
+        return f"({text})"
+    return f"(label $__first | (({text}) | ., break $__first), null)"
 
 
 def compile_program(body: str, *, allow_env: bool) -> Any:
