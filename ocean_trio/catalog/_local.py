@@ -90,25 +90,29 @@ class LocalCatalog:
     # --- writes -----------------------------------------------------------------------------
 
     async def apply(self, batch: list[EntityChanges]) -> None:
-        """Apply every change set of ``batch`` in order, in one transaction."""
-        await self._call(lambda: self._apply_sync(batch))
-        self._writes += 1
+        """Apply every change set of ``batch`` in order, in one transaction.
 
-    def _apply_sync(self, batch: list[EntityChanges]) -> None:
-        now = time.time()
+        Rows are serialised here, on the event loop (a few microseconds each), so the worker
+        thread runs SQLite's C code and holds the GIL as little as possible.
+        """
+        runs = _statements(batch, time.time())
+        await self._call(lambda: self._write_sync(runs))
+        self._writes += 1
+        for changes in batch:
+            self._upserts += len(changes.upserts)
+            self._deletes += len(changes.deletes)
+            self._skipped += sum(e.is_using_search_identifier for e in changes.upserts)
+
+    def _write_sync(self, runs: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            for sql, rows in _statements(batch, now):
+            for sql, rows in runs:
                 db.executemany(sql, rows)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        for changes in batch:
-            self._upserts += len(changes.upserts)
-            self._deletes += len(changes.deletes)
-            self._skipped += sum(e.is_using_search_identifier for e in changes.upserts)
 
     async def upsert_blueprints(self, blueprints: Sequence[Mapping[str, Any]]) -> None:
         """Store blueprint definitions (from ``blueprints.json``) by identifier."""
