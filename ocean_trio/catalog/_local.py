@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
-from .._entity import Entity, identifier_key
+from .._entity import identifier_key
 from ._changes import EntityChanges
 
 _T = TypeVar("_T")
@@ -180,7 +180,9 @@ _UPSERT = (
     "INSERT INTO entities (blueprint, identifier, data, created_at, updated_at)"
     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (blueprint, identifier) DO UPDATE SET "
 )
-_MERGE_UPSERT = _UPSERT + "data = ocean_merge(data, excluded.data), updated_at = excluded.updated_at"
+_MERGE_UPSERT = (
+    _UPSERT + "data = ocean_merge(data, excluded.data), updated_at = excluded.updated_at"
+)
 _REPLACE_UPSERT = _UPSERT + "data = excluded.data, updated_at = excluded.updated_at"
 _DELETE = "DELETE FROM entities WHERE blueprint = ? AND identifier = ?"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime
 import json
-import time
 import random
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
