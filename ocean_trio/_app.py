@@ -18,8 +18,10 @@ from ._settings import Settings
 from .catalog._applier import Applier
 from .catalog._local import LocalCatalog
 from .live_events._handling import EventHandler
-from .live_events._journal import Journal, MemoryJournal
+from .live_events._journal import Journal, JournalEntry, MemoryJournal
 from .live_events._pipeline import LiveEventsPipeline
+from .live_events._signatures import SignatureVerifier, verifier_from_config
+from .live_events._sqlite_journal import SqliteJournal
 from .mapping._compiled import CompiledPortAppConfig
 from .mapping._live_changes import register_raw_changes, unregister_raw_changes
 from .mapping._models import PortAppConfig, load_port_app_config
@@ -41,6 +43,8 @@ class App:
     applier: Applier
     journal: Journal
     pipelines: dict[str, LiveEventsPipeline]
+    verifiers: dict[str, SignatureVerifier] = attrs.field(factory=dict)
+    delivery_id_headers: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
     stopping: trio.Event = attrs.field(factory=trio.Event)
     serving: trio.Event = attrs.field(factory=trio.Event)
     urls: list[str] = attrs.field(factory=list)
@@ -80,10 +84,28 @@ class App:
         await self.applier.apply(changes)
 
     async def drain(self) -> None:
-        """Stop intake and wait until every accepted event has finished."""
+        """Stop intake, wait until every accepted event has finished, and record that."""
         self.stopping.set()
         for pipeline in self.pipelines.values():
             await pipeline.wait_idle()
+        await self.journal.flush()
+
+    def resume(self, entries: list[JournalEntry]) -> int:
+        """Queue journaled entries (replays) on their paths' pipelines; returns how many."""
+        by_path = {p.path: p for p in self.pipelines.values()}
+        resumed = 0
+        for entry in entries:
+            pipeline = by_path.get(entry.event.path)
+            if pipeline is None:
+                logger.warning(
+                    "journaled event %s is for %s, which has no processors now; left pending",
+                    entry.seq,
+                    entry.event.path,
+                )
+                continue
+            pipeline.resume(entry)
+            resumed += 1
+        return resumed
 
 
 def _log_issues(kind: str, issues: list[Any]) -> None:
@@ -135,8 +157,11 @@ async def open_app(
     base = (root or integration.root or Path.cwd()).resolve()
     mapping = load_mapping(integration, settings, base)
     blueprints = load_blueprints(settings, base)
-    journal = MemoryJournal(max_pending=settings.live_events.max_pending_events)
-    async with LocalCatalog.open(settings.catalog_path(base)) as catalog:
+    verifiers, delivery_id_headers = _webhook_checks(integration, settings)
+    async with (
+        _open_journal(settings, base) as journal,
+        LocalCatalog.open(settings.catalog_path(base)) as catalog,
+    ):
         if blueprints:
             await catalog.upsert_blueprints(blueprints)
         applier = Applier(catalog)
@@ -149,6 +174,8 @@ async def open_app(
             applier=applier,
             journal=journal,
             pipelines={},
+            verifiers=verifiers,
+            delivery_id_headers=delivery_id_headers,
         )
         for path, processors in integration.webhook_processors.items():
             handler = EventHandler(
@@ -167,9 +194,13 @@ async def open_app(
         with using(integration):
             integration.settings = settings
             async with trio.open_nursery() as nursery:
+                await nursery.start(journal.run)
                 await nursery.start(applier.run)
                 for pipeline in app.pipelines.values():
                     await nursery.start(pipeline.run)
+                replayed = app.resume(await journal.unfinished())
+                if replayed:
+                    logger.info("replaying %d events left unfinished by the last run", replayed)
                 integration._app = app
                 for hook in integration.on_start_hooks:
                     nursery.start_soon(_run_on_start, hook)
@@ -180,6 +211,44 @@ async def open_app(
                     with trio.move_on_after(settings.max_wait_seconds_before_shutdown, shield=True):
                         await app.drain()
                     nursery.cancel_scope.cancel()
+
+
+def _webhook_checks(
+    integration: Integration, settings: Settings
+) -> tuple[dict[str, SignatureVerifier], dict[str, tuple[str, ...]]]:
+    """Verifiers and delivery-id headers per webhook path: the integration's, then settings'."""
+    verifiers = dict(integration.webhook_verifiers)
+    headers: dict[str, tuple[str, ...]] = {}
+    for raw_path, webhook in settings.live_events.webhooks.items():
+        path = raw_path.rstrip("/") or "/"
+        if path not in integration.webhook_processors:
+            raise ConfigError(
+                f"liveEvents.webhooks has settings for {raw_path!r}, which has no processors"
+                f" (paths: {sorted(integration.webhook_processors)})"
+            )
+        if webhook.verifier is not None:
+            verifiers[path] = verifier_from_config(webhook.verifier)
+        if webhook.delivery_id_header:
+            headers[path] = (webhook.delivery_id_header.lower(),)
+    return verifiers, headers
+
+
+@asynccontextmanager
+async def _open_journal(settings: Settings, root: Path) -> AsyncIterator[Journal]:
+    options = settings.live_events.journal
+    max_pending = settings.live_events.max_pending_events
+    if options.type == "memory":
+        yield MemoryJournal(
+            max_pending=max_pending, dedup_window_seconds=options.dedup_window_seconds
+        )
+        return
+    async with SqliteJournal.open(
+        settings.journal_path(root),
+        max_pending=max_pending,
+        dedup_window_seconds=options.dedup_window_seconds,
+        retention_seconds=options.retention_seconds,
+    ) as journal:
+        yield journal
 
 
 async def _run_on_start(hook: OnStart) -> None:

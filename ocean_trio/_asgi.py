@@ -62,6 +62,8 @@ class OceanASGI:
                 app.pipelines,
                 max_body_bytes=app.settings.live_events.max_body_bytes,
                 accepting=lambda: app.accepting,
+                verifiers=app.verifiers,
+                delivery_id_headers=app.delivery_id_headers,
             )
         )
 

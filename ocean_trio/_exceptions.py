@@ -32,3 +32,7 @@ class WebhookEventNotSupportedError(WebhookProcessingError):
 
 class JournalFullError(OceanError):
     """The journal holds as many pending events as it may; the sender should retry later."""
+
+
+class DuplicateDeliveryError(OceanError):
+    """The event's delivery id was already accepted on its path within the dedup window."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from ._exceptions import OceanError
 from ._router import Router
 from .live_events._processor import AbstractWebhookProcessor
+from .live_events._signatures import SignatureVerifier
 from .mapping._models import ResourceConfig
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class Integration:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root
         self.webhook_processors: dict[str, list[type[AbstractWebhookProcessor]]] = {}
+        self.webhook_verifiers: dict[str, SignatureVerifier] = {}
         self.router = Router()
         self.on_start_hooks: list[OnStart] = []
         self.resync_handlers: dict[str | None, list[OnResync]] = {}
@@ -54,6 +56,15 @@ class Integration:
         if not path.startswith("/"):
             raise ValueError(f"webhook path must start with '/': {path!r}")
         self.webhook_processors.setdefault(path.rstrip("/") or "/", []).append(processor)
+
+    def add_webhook_verifier(self, path: str, verifier: SignatureVerifier) -> None:
+        """Verify every request on ``path`` at ingress, before it is journaled (401 if not).
+
+        ``liveEvents.webhooks.<path>.verifier`` in the settings overrides this.
+        """
+        if not callable(getattr(verifier, "verify", None)):
+            raise ValueError(f"{verifier!r} has no verify(body, headers, now) method")
+        self.webhook_verifiers[path.rstrip("/") or "/"] = verifier
 
     def on_start(self) -> Callable[[F], F]:
         """Register a coroutine to run (in the background) once the app has started."""

@@ -61,18 +61,40 @@ class CatalogSettings:
 
 @attrs.frozen(kw_only=True)
 class JournalSettings:
-    """Where accepted live events are recorded before they are acknowledged."""
+    """Where accepted live events are recorded before they are acknowledged.
 
-    type: Literal["memory"] = "memory"
+    ``sqlite`` (default) survives crashes; ``memory`` is Ocean's behaviour (lost on restart).
+    """
+
+    type: Literal["sqlite", "memory"] = "sqlite"
+    path: str | None = None
+    retention_seconds: float = 24 * 3600.0
+    dedup_window_seconds: float = 72 * 3600.0
+
+
+@attrs.frozen(kw_only=True)
+class WebhookSettings:
+    """Per webhook path (``/webhook``): signature verification and the delivery-id header."""
+
+    verifier: Mapping[str, Any] | None = attrs.field(default=None, repr=False)
+    delivery_id_header: str | None = None
 
 
 @attrs.frozen(kw_only=True)
 class LiveEventsSettings:
-    """Limits of the webhook ingress."""
+    """Limits of the webhook ingress, the journal, and per-path webhook settings."""
 
     max_body_bytes: int = 25 * MIB
     max_pending_events: int = 10_000
     journal: JournalSettings = JournalSettings()
+    webhooks: Mapping[str, WebhookSettings] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class AdminSettings:
+    """The admin API (dead letters, replay, purge) is served only when a token is set."""
+
+    token: str | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -84,6 +106,7 @@ class Settings:
     http: HttpSettings = HttpSettings()
     catalog: CatalogSettings = CatalogSettings()
     live_events: LiveEventsSettings = LiveEventsSettings()
+    admin: AdminSettings = AdminSettings()
     event_workers_count: int = 1
     max_event_processing_seconds: float = 90.0
     max_wait_seconds_before_shutdown: float = 5.0
@@ -103,6 +126,12 @@ class Settings:
         if self.catalog.path:
             return self.resolve(root, self.catalog.path)
         return self.resolve(root, self.state_path) / "catalog.sqlite3"
+
+    def journal_path(self, root: Path) -> Path:
+        """The SQLite journal's file (default: ``<state_path>/journal.sqlite3``)."""
+        if self.live_events.journal.path:
+            return self.resolve(root, self.live_events.journal.path)
+        return self.resolve(root, self.state_path) / "journal.sqlite3"
 
 
 _FROM_ENV = re.compile(r"^\{\{\s*from env (\w+)\s*\}\}$")

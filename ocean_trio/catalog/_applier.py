@@ -30,6 +30,7 @@ class ApplierStatistics:
     changes_applied: int
     failures: int
     waiting: int
+    retrying: bool
 
 
 class Applier:
@@ -49,7 +50,14 @@ class Applier:
         max_batch: int = 500,
         queue_size: int = 1024,
         min_interval: float = 0.0,
+        retry_delay: float = 0.5,
+        max_retry_delay: float = 30.0,
+        retry_horizon: float = 900.0,
     ) -> None:
+        self._retry_delay = retry_delay
+        self._max_retry_delay = max_retry_delay
+        self._retry_horizon = retry_horizon
+        self._retrying = False
         self._sink = sink
         self._max_batch = max_batch
         self._min_interval = min_interval
@@ -88,18 +96,62 @@ class Applier:
         # Stays set only if the write is cancelled mid-way: waiters must not take that as success.
         error: BaseException | None = WriteCancelledError("the catalog write was cancelled")
         try:
-            await self._sink.apply([r.changes for r in batch])
-            error = None
-            self._batches += 1
-            self._applied += len(batch)
-        except Exception as exc:
-            self._failures += 1
-            logger.error("catalog write of %d change sets failed: %r", len(batch), exc)
-            error = exc
+            error = await self._write_with_retries(batch)
         finally:
             for request in batch:
-                request.error = error
-                request.done.set()
+                if not request.done.is_set():
+                    request.error = error
+                    request.done.set()
+
+    async def _write_with_retries(self, batch: list[_Request]) -> BaseException | None:
+        """Write ``batch``; transient failures are retried with backoff for ``retry_horizon``.
+
+        Meanwhile the waiting events stay pending (new ones queue behind them, up to the
+        journal's limit), so a sink outage shorter than the horizon loses and dead-letters
+        nothing. A batch failing for another reason is split, so one bad change set fails
+        alone instead of taking the others with it.
+        """
+        delay = self._retry_delay
+        deadline = trio.current_time() + self._retry_horizon
+        while True:
+            try:
+                await self._sink.apply([r.changes for r in batch])
+            except Exception as exc:
+                self._failures += 1
+                transient = self._sink.is_transient(exc)
+                if transient and trio.current_time() + delay <= deadline:
+                    logger.warning(
+                        "catalog write of %d change sets failed (%r); retrying in %.1fs",
+                        len(batch),
+                        exc,
+                        delay,
+                    )
+                    self._retrying = True
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, self._max_retry_delay)
+                    continue
+                self._retrying = False
+                if not transient and len(batch) > 1:
+                    await self._write_each(batch)
+                    return None
+                logger.error("catalog write of %d change sets failed: %r", len(batch), exc)
+                return exc
+            self._retrying = False
+            self._batches += 1
+            self._applied += len(batch)
+            return None
+
+    async def _write_each(self, batch: list[_Request]) -> None:
+        for request in batch:
+            try:
+                await self._sink.apply([request.changes])
+            except Exception as exc:
+                logger.error("catalog write failed: %r", exc)
+                request.error = exc
+            else:
+                self._batches += 1
+                self._applied += 1
+            request.done.set()
 
     def statistics(self) -> ApplierStatistics:
         return ApplierStatistics(
@@ -107,4 +159,5 @@ class Applier:
             changes_applied=self._applied,
             failures=self._failures,
             waiting=self._send.statistics().current_buffer_used,
+            retrying=self._retrying,
         )

@@ -48,3 +48,7 @@ class CatalogSink(Protocol):
         Raises when the batch could not be applied; the caller decides whether to retry.
         """
         ...
+
+    def is_transient(self, error: Exception) -> bool:
+        """True when ``error`` is an outage worth retrying (not a problem with the changes)."""
+        ...

@@ -114,6 +114,10 @@ class LocalCatalog:
             db.execute("ROLLBACK")
             raise
 
+    def is_transient(self, error: Exception) -> bool:
+        """Locked or busy database, disk full, I/O errors: retried by the applier."""
+        return isinstance(error, sqlite3.OperationalError | OSError)
+
     async def upsert_blueprints(self, blueprints: Sequence[Mapping[str, Any]]) -> None:
         """Store blueprint definitions (from ``blueprints.json``) by identifier."""
         rows = [(str(b["identifier"]), json.dumps(b)) for b in blueprints if "identifier" in b]

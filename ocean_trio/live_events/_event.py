@@ -63,6 +63,7 @@ class WebhookEvent:
     body: bytes = b""
     received_at: float = attrs.field(factory=time.time)
     group_id: str | None = None
+    delivery_id: str | None = None
 
     @classmethod
     def from_body(
@@ -73,6 +74,7 @@ class WebhookEvent:
         headers: Mapping[str, str],
         *,
         group_id: str | None = None,
+        delivery_id: str | None = None,
     ) -> WebhookEvent:
         """An event just received: new trace id, received now."""
         return cls(
@@ -82,6 +84,7 @@ class WebhookEvent:
             path=path,
             body=body,
             group_id=group_id,
+            delivery_id=delivery_id,
         )
 
     @classmethod

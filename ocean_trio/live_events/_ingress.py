@@ -1,19 +1,22 @@
 """The webhook ingress: a bare ASGI handler for ``POST /integration/<path>``.
 
 Registered webhook paths skip the Quart request machinery (measured ~40 % fewer requests/s
-on the same hypercorn); this handler reads the body within a size limit, checks it is a
-JSON object, journals the event and answers ``202`` only once the journal has it.
+on the same hypercorn); this handler reads the body within a size limit, verifies its
+signature when the path has a verifier, checks it is a JSON object, drops repeated delivery
+ids, journals the event and answers ``202`` only once the journal has it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .._exceptions import JournalFullError
+from .._exceptions import DuplicateDeliveryError, JournalFullError
 from ._pipeline import LiveEventsPipeline
+from ._signatures import SignatureError, SignatureVerifier
 
 logger = logging.getLogger("ocean_trio.live_events")
 
@@ -23,6 +26,14 @@ Send = Callable[[dict[str, Any]], Any]
 
 _JSON = (b"content-type", b"application/json")
 RETRY_AFTER_SECONDS = 5
+
+DELIVERY_ID_HEADERS = (
+    "x-github-delivery",
+    "webhook-id",
+    "x-atlassian-webhook-identifier",
+    "idempotency-key",
+)
+"""Headers carrying the sender's delivery id, stable across its retries (first present wins)."""
 
 
 async def send_json(
@@ -49,8 +60,13 @@ class WebhookIngress:
         *,
         max_body_bytes: int,
         accepting: Callable[[], bool],
+        verifiers: Mapping[str, SignatureVerifier] | None = None,
+        delivery_id_headers: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self._routes = dict(routes)
+        # Both keyed by the pipeline's own path (``/webhook``), as registered.
+        self._verifiers = dict(verifiers or {})
+        self._delivery_id_headers = dict(delivery_id_headers or {})
         self._max_body_bytes = max_body_bytes
         self._accepting = accepting
 
@@ -86,6 +102,14 @@ class WebhookIngress:
             return
         if body is _DISCONNECTED:
             return
+        verifier = self._verifiers.get(pipeline.path)
+        if verifier is not None:
+            try:
+                verifier.verify(body, headers, time.time())
+            except SignatureError as error:
+                logger.warning("refusing an event on %s: %s", pipeline.path, error)
+                await send_json(send, 401, {"error": f"signature verification failed: {error}"})
+                return
         try:
             payload = json.loads(body)
         except ValueError as error:
@@ -96,12 +120,18 @@ class WebhookIngress:
                 send, 400, {"error": f"body must be a JSON object, got {_json_type(payload)}"}
             )
             return
-        event = pipeline.make_event(body, payload, headers)
+        names = self._delivery_id_headers.get(pipeline.path, DELIVERY_ID_HEADERS)
+        delivery_id = next((headers[n] for n in names if headers.get(n)), None)
+        event = pipeline.make_event(body, payload, headers, delivery_id=delivery_id)
         try:
             entry = await pipeline.submit(event)
         except JournalFullError as error:
             logger.warning("refusing an event on %s: %s", pipeline.path, error)
             await _unavailable(send, "too many events are pending; retry later")
+            return
+        except DuplicateDeliveryError as error:
+            logger.info("duplicate delivery %s on %s", delivery_id, pipeline.path)
+            await send_json(send, 200, {"status": "duplicate", "trace_id": str(error)})
             return
         await send_json(send, 202, {"status": "accepted", "trace_id": entry.event.trace_id})
 

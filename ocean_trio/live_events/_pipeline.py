@@ -65,9 +65,16 @@ class LiveEventsPipeline:
         self._idle.set()
         self._observers: list[trio.MemorySendChannel[tuple[JournalEntry, EventOutcome]]] = []
 
-    def make_event(self, body: bytes, payload: EventPayload, headers: EventHeaders) -> WebhookEvent:
+    def make_event(
+        self,
+        body: bytes,
+        payload: EventPayload,
+        headers: EventHeaders,
+        *,
+        delivery_id: str | None = None,
+    ) -> WebhookEvent:
         """A new event for this path, its ``group_id`` set from the processors' ``group_key``."""
-        event = WebhookEvent.from_body(self.path, body, payload, headers)
+        event = WebhookEvent.from_body(self.path, body, payload, headers, delivery_id=delivery_id)
         group_id = self._handler.group_of(event)
         return event if group_id is None else attrs.evolve(event, group_id=group_id)
 
@@ -102,7 +109,8 @@ class LiveEventsPipeline:
         while True:
             group, entry = await self._dispatcher.take()
             outcome = await self._handler.handle(entry.event)
-            await self._journal.complete(entry, outcome.status, outcome.error)
+            attempts = max((run.attempts for run in outcome.runs), default=0)
+            await self._journal.complete(entry, outcome.status, outcome.error, attempts)
             self._dispatcher.release(group)
             self._finished(entry, outcome)
 

@@ -1,0 +1,379 @@
+"""``SqliteJournal``: the durable default journal, in SQLite (WAL) with group commit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from .._exceptions import DuplicateDeliveryError, JournalFullError
+from ._event import WebhookEvent
+from ._journal import (
+    DEDUP_WINDOW_SECONDS,
+    KEPT_STATUSES,
+    EventStatus,
+    JournalEntry,
+    JournalRecord,
+    JournalStatistics,
+)
+
+logger = logging.getLogger("ocean_trio.journal")
+
+_T = TypeVar("_T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    trace_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    group_id TEXT,
+    delivery_id TEXT,
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL,
+    received_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_status ON events (status, seq);
+CREATE TABLE IF NOT EXISTS deliveries (
+    path TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    trace_id TEXT NOT NULL,
+    PRIMARY KEY (path, delivery_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_by_age ON deliveries (seen_at);
+"""
+
+# A delivery id counts once per window: a row older than the window is taken over.
+_CLAIM_DELIVERY = (
+    "INSERT INTO deliveries (path, delivery_id, seen_at, trace_id) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (path, delivery_id) DO UPDATE SET seen_at = excluded.seen_at,"
+    " trace_id = excluded.trace_id WHERE deliveries.seen_at < ?"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (trace_id, path, group_id, delivery_id, headers, body, received_at,"
+    " status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
+)
+_COMPLETE = "UPDATE events SET status = ?, error = ?, attempts = ?, updated_at = ? WHERE seq = ?"
+_SELECT = (
+    "SELECT seq, trace_id, path, group_id, delivery_id, headers, body, received_at, status,"
+    " error, attempts, updated_at FROM events"
+)
+
+
+@attrs.define(eq=False)
+class _Append:
+    event: WebhookEvent
+    done: trio.Event = attrs.field(factory=trio.Event)
+    seq: int | None = None
+    duplicate_of: str | None = None
+    error: BaseException | None = None
+
+
+_Complete = tuple[str, str | None, int, float, int]
+
+
+class SqliteJournal:
+    """Events in one SQLite file: acknowledged only once committed, replayed after a crash.
+
+    Appends wait in a bounded channel; a writer task commits everything that arrived while
+    the previous commit ran in one transaction on a worker thread (group commit), so the
+    cost of durability is shared by all events arriving together. Completions ride along in
+    the same transactions without being waited for: a crash before they commit replays the
+    event (at-least-once). Done events are pruned after ``retention_seconds``.
+    """
+
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        path: Path,
+        *,
+        max_pending: int,
+        pending: int,
+        dedup_window_seconds: float,
+        retention_seconds: float,
+        queue_size: int,
+    ) -> None:
+        self._db = db
+        self.path = path
+        self._max_pending = max_pending
+        self._pending = pending
+        self._window = dedup_window_seconds
+        self._retention = retention_seconds
+        self._limiter = trio.CapacityLimiter(1)
+        self._send, self._recv = trio.open_memory_channel[_Append | _Complete](queue_size)
+        self._appended = 0
+        self._completed = 0
+        self._duplicates = 0
+        self._written = trio.Event()  # set while no completion waits to be written
+        self._written.set()
+        self._queued = 0
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        path: Path,
+        *,
+        max_pending: int,
+        dedup_window_seconds: float = DEDUP_WINDOW_SECONDS,
+        retention_seconds: float = 24 * 3600,
+        queue_size: int = 4096,
+    ) -> AsyncIterator[SqliteJournal]:
+        """Open (creating if needed) the journal at ``path``; closed on exit."""
+
+        def connect() -> tuple[sqlite3.Connection, int]:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit reaches the disk before the 2xx goes out (NORMAL may lose the
+            # last commits on power loss, which would break the acknowledgement's promise).
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            (pending,) = db.execute(
+                "SELECT COUNT(*) FROM events WHERE status = 'pending'"
+            ).fetchone()
+            return db, int(pending)
+
+        db, pending = await trio.to_thread.run_sync(connect)
+        journal = cls(
+            db,
+            path,
+            max_pending=max_pending,
+            pending=pending,
+            dedup_window_seconds=dedup_window_seconds,
+            retention_seconds=retention_seconds,
+            queue_size=queue_size,
+        )
+        try:
+            yield journal
+        finally:
+            with trio.CancelScope(shield=True):
+                await journal._call(db.close)
+
+    async def _call(self, fn: Callable[[], _T]) -> _T:
+        return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+
+    # --- the writer -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Commit queued appends and completions in groups; prune now and then."""
+        await self._call(self._prune_sync)
+        next_prune = trio.current_time() + 60.0
+        task_status.started()
+        while True:
+            batch: list[_Append | _Complete] = []
+            with trio.move_on_at(next_prune):
+                batch.append(await self._recv.receive())
+            while True:
+                try:
+                    batch.append(self._recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            if batch:
+                await self._commit(batch)
+            if trio.current_time() >= next_prune:
+                await self._call(self._prune_sync)
+                next_prune = trio.current_time() + 60.0
+
+    async def _commit(self, batch: list[_Append | _Complete]) -> None:
+        appends = [r for r in batch if isinstance(r, _Append)]
+        completes = [r for r in batch if not isinstance(r, _Append)]
+        try:
+            # Not abandoned on cancellation: a commit in flight finishes, so its result is known.
+            await self._call(lambda: self._write_sync(appends, completes))
+        except Exception as error:
+            logger.error("journal commit of %d records failed: %r", len(batch), error)
+            for request in appends:
+                request.error = error
+        finally:
+            self._queued -= len(completes)
+            for request in appends:
+                request.done.set()
+            if self._queued == 0:
+                self._written.set()
+
+    def _write_sync(self, appends: list[_Append], completes: list[_Complete]) -> None:
+        db = self._db
+        now = time.time()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for request in appends:
+                event = request.event
+                if event.delivery_id is not None:
+                    claimed = db.execute(
+                        _CLAIM_DELIVERY,
+                        (event.path, event.delivery_id, now, event.trace_id, now - self._window),
+                    ).rowcount
+                    if not claimed:
+                        (request.duplicate_of,) = db.execute(
+                            "SELECT trace_id FROM deliveries WHERE path = ? AND delivery_id = ?",
+                            (event.path, event.delivery_id),
+                        ).fetchone()
+                        continue
+                request.seq = db.execute(
+                    _INSERT_EVENT,
+                    (
+                        event.trace_id,
+                        event.path,
+                        event.group_id,
+                        event.delivery_id,
+                        json.dumps(event.headers),
+                        event.body,
+                        event.received_at,
+                        now,
+                    ),
+                ).lastrowid
+            if completes:
+                db.executemany(_COMPLETE, completes)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            for request in appends:
+                request.seq = request.duplicate_of = None
+            raise
+
+    def _prune_sync(self) -> None:
+        now = time.time()
+        with self._db:
+            self._db.execute("BEGIN")
+            done = self._db.execute(
+                "DELETE FROM events WHERE status IN ('done', 'no_match') AND updated_at < ?",
+                (now - self._retention,),
+            ).rowcount
+            self._db.execute("DELETE FROM deliveries WHERE seen_at < ?", (now - self._window,))
+        if done:
+            logger.info("pruned %d finished events older than %gs", done, self._retention)
+
+    # --- the journal interface --------------------------------------------------------------
+
+    async def append(self, event: WebhookEvent) -> JournalEntry:
+        if self._pending >= self._max_pending:
+            await trio.lowlevel.checkpoint()
+            raise JournalFullError(
+                f"{self._pending} events are pending (limit {self._max_pending})"
+            )
+        self._pending += 1
+        request = _Append(event)
+        try:
+            await self._send.send(request)
+            await request.done.wait()
+        except BaseException:
+            # Cancelled while queued or committing: the outcome is unknown to the sender,
+            # who gets no 2xx and will retry; a committed copy is replayed (at-least-once).
+            if request.seq is None:
+                self._pending -= 1
+            raise
+        if request.seq is None:
+            self._pending -= 1
+            if request.duplicate_of is not None:
+                self._duplicates += 1
+                raise DuplicateDeliveryError(request.duplicate_of)
+            raise request.error or RuntimeError("journal append failed")
+        self._appended += 1
+        return JournalEntry(request.seq, event)
+
+    async def complete(
+        self, entry: JournalEntry, status: EventStatus, error: str | None = None, attempts: int = 0
+    ) -> None:
+        if self._queued == 0:
+            self._written = trio.Event()
+        self._queued += 1
+        self._pending -= 1
+        self._completed += 1
+        await self._send.send((status.value, error, attempts, time.time(), entry.seq))
+
+    async def flush(self) -> None:
+        await self._written.wait()
+
+    async def unfinished(self) -> list[JournalEntry]:
+        rows = await self._call(
+            lambda: self._db.execute(_SELECT + " WHERE status = 'pending' ORDER BY seq").fetchall()
+        )
+        return [JournalEntry(r.seq, r.event) for r in map(_record, rows)]
+
+    async def records(
+        self, status: EventStatus | None = None, *, limit: int = 100
+    ) -> list[JournalRecord]:
+        sql, args = _SELECT, []
+        if status is not None:
+            sql += " WHERE status = ?"
+            args.append(status.value)
+        sql += " ORDER BY seq LIMIT ?"
+        rows = await self._call(lambda: self._db.execute(sql, (*args, limit)).fetchall())
+        return [_record(row) for row in rows]
+
+    async def replay(self, seqs: Sequence[int] | None = None) -> list[JournalEntry]:
+        def mark() -> list[Any]:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                if seqs is None:
+                    where, args = "status = 'dead'", []
+                else:
+                    marks = ",".join("?" * len(seqs))
+                    where, args = f"status IN ('dead', 'rejected') AND seq IN ({marks})", list(seqs)
+                rows = self._db.execute(_SELECT + f" WHERE {where} ORDER BY seq", args).fetchall()
+                self._db.execute(
+                    f"UPDATE events SET status = 'pending', error = NULL, updated_at = ? WHERE {where}",
+                    [time.time(), *args],
+                )
+            return rows
+
+        entries = [JournalEntry(r.seq, r.event) for r in map(_record, await self._call(mark))]
+        self._pending += len(entries)
+        return entries
+
+    async def purge(self, statuses: Sequence[EventStatus] = KEPT_STATUSES) -> int:
+        def delete() -> int:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                marks = ",".join("?" * len(statuses))
+                return int(
+                    self._db.execute(
+                        f"DELETE FROM events WHERE status IN ({marks})",
+                        [s.value for s in statuses],
+                    ).rowcount
+                )
+
+        return await self._call(delete)
+
+    def statistics(self) -> JournalStatistics:
+        return JournalStatistics(
+            pending=self._pending,
+            max_pending=self._max_pending,
+            appended=self._appended,
+            completed=self._completed,
+            duplicates=self._duplicates,
+        )
+
+
+def _record(row: Any) -> JournalRecord:
+    (seq, trace_id, path, group_id, delivery_id, headers, body, received_at) = row[:8]
+    status, error, attempts, updated_at = row[8:]
+    body = bytes(body)
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = {}
+    event = WebhookEvent(
+        trace_id=trace_id,
+        payload=payload,
+        headers=json.loads(headers),
+        path=path,
+        body=body,
+        received_at=received_at,
+        group_id=group_id,
+        delivery_id=delivery_id,
+    )
+    return JournalRecord(seq, event, EventStatus(status), error, attempts, updated_at)

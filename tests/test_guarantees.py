@@ -1,0 +1,195 @@
+"""The guarantees of docs/guarantees.md on a real hypercorn: verify before ack, dedup, replay."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import trio
+
+from ocean_trio import (
+    AbstractWebhookProcessor,
+    EventHeaders,
+    EventPayload,
+    EventStatus,
+    Integration,
+    ResourceConfig,
+    WebhookEvent,
+    WebhookEventRawResults,
+)
+from ocean_trio.catalog._local import LocalCatalog
+from ocean_trio.live_events._signatures import GitHubSignature
+from ocean_trio.testing import make_settings, serve_integration, sign_hmac_sha256
+
+SECRET = "s3cret"
+
+
+class ItemProcessor(AbstractWebhookProcessor):
+    """Returns the payload's item; counts what reached it; can be held at a gate."""
+
+    seen: ClassVar[list[str]] = []
+    gate: ClassVar[trio.Event | None] = None
+    started: ClassVar[trio.Event] = trio.Event()  # set once two runs have started
+
+    @classmethod
+    def group_key(cls, event: WebhookEvent) -> str | None:
+        return str(event.payload["item"]["id"])
+
+    async def should_process_event(self, event: WebhookEvent) -> bool:
+        return True
+
+    async def get_matching_kinds(self, event: WebhookEvent) -> list[str]:
+        return ["item"]
+
+    async def authenticate(self, payload: EventPayload, headers: EventHeaders) -> bool:
+        return True
+
+    async def validate_payload(self, payload: EventPayload) -> bool:
+        return True
+
+    async def handle_event(
+        self, payload: EventPayload, resource_config: ResourceConfig
+    ) -> WebhookEventRawResults:
+        ItemProcessor.seen.append(payload["item"]["id"])
+        if len(ItemProcessor.seen) >= 2:
+            ItemProcessor.started.set()
+        if ItemProcessor.gate is not None:
+            await ItemProcessor.gate.wait()
+        return WebhookEventRawResults(updated_raw_results=[payload["item"]], deleted_raw_results=[])
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    ItemProcessor.seen = []
+    ItemProcessor.gate = None
+    ItemProcessor.started = trio.Event()
+
+
+def integration(root: Path, *, verified: bool = False) -> Integration:
+    result = Integration(root)
+    result.add_webhook_processor("/webhook", ItemProcessor)
+    if verified:
+        result.add_webhook_verifier("/webhook", GitHubSignature(SECRET))
+    return result
+
+
+def item(identifier: str) -> dict[str, Any]:
+    return {"item": {"id": identifier, "title": identifier, "status": "open"}}
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({}, "missing X-Hub-Signature-256"),
+        ({"x-hub-signature-256": "sha256=" + "0" * 64}, "X-Hub-Signature-256"),
+        ({"x-hub-signature-256": "garbage"}, "X-Hub-Signature-256"),
+    ],
+)
+async def test_a_bad_signature_is_401_and_never_reaches_a_processor(
+    integration_root: Path, tmp_path: Path, headers: dict[str, str], message: str
+) -> None:
+    app_integration = integration(integration_root, verified=True)
+    async with serve_integration(app_integration, make_settings(tmp_path)) as server:
+        response = await server.post_event("/webhook", item("A"), headers=headers)
+        assert response.status_code == 401
+        assert message in response.json()["error"]
+        good = json.dumps(item("B")).encode()
+        signed = {"x-hub-signature-256": sign_hmac_sha256(SECRET, good)}
+        assert (await server.post_event("/webhook", good, headers=signed)).status_code == 202
+        [(entry, _)] = await server.next_outcomes(1)
+        assert entry.event.payload == item("B")
+        assert ItemProcessor.seen == ["B", "B"]  # one run per resource of kind item
+        assert [r.event.payload for r in await server.app.journal.records()] == [item("B")]
+
+
+async def test_a_verifier_from_the_settings(integration_root: Path, tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path,
+        liveEvents={"webhooks": {"/webhook": {"verifier": {"type": "gitlab", "token": "tok"}}}},
+    )
+    async with serve_integration(integration(integration_root), settings) as server:
+        wrong = await server.post_event("/webhook", item("A"), headers={"x-gitlab-token": "no"})
+        assert wrong.status_code == 401
+        right = await server.post_event("/webhook", item("A"), headers={"x-gitlab-token": "tok"})
+        assert right.status_code == 202
+
+
+async def test_a_repeated_delivery_is_acknowledged_and_processed_once(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    async with serve_integration(integration(integration_root), make_settings(tmp_path)) as server:
+        headers = {"x-github-delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958"}
+        first = await server.post_event("/webhook", item("A"), headers=headers)
+        again = await server.post_event("/webhook", item("A"), headers=headers)
+        assert first.status_code == 202
+        assert again.status_code == 200
+        assert again.json() == {"status": "duplicate", "trace_id": first.json()["trace_id"]}
+        other = await server.post_event("/webhook", item("B"), headers={"webhook-id": "msg_1"})
+        assert other.status_code == 202
+        await server.next_outcomes(2)
+        assert sorted(ItemProcessor.seen) == ["A", "A", "B", "B"]  # two resources each
+    # and across a restart (the SQLite journal is the default)
+    async with serve_integration(integration(integration_root), make_settings(tmp_path)) as server:
+        again = await server.post_event("/webhook", item("A"), headers=headers)
+        assert again.json()["status"] == "duplicate"
+
+
+async def test_a_configured_delivery_id_header(integration_root: Path, tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path, liveEvents={"webhooks": {"/webhook": {"deliveryIdHeader": "X-Request-Id"}}}
+    )
+    async with serve_integration(integration(integration_root), settings) as server:
+        headers = {"x-request-id": "r-1"}
+        assert (await server.post_event("/webhook", item("A"), headers=headers)).status_code == 202
+        assert (await server.post_event("/webhook", item("A"), headers=headers)).status_code == 200
+        # the default headers no longer count on this path
+        github = {"x-github-delivery": "g-1"}
+        assert (await server.post_event("/webhook", item("B"), headers=github)).status_code == 202
+        assert (await server.post_event("/webhook", item("B"), headers=github)).status_code == 202
+
+
+async def test_unfinished_events_run_after_a_restart_in_order(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, maxWaitSecondsBeforeShutdown=0.2)
+    ItemProcessor.gate = trio.Event()  # never set: the events are still running at shutdown
+    async with serve_integration(integration(integration_root), settings) as server:
+        for name in ("A", "B"):
+            assert (await server.post_event("/webhook", item(name))).status_code == 202
+        with trio.fail_after(10):
+            await ItemProcessor.started.wait()  # A's two runs started; B waits (one worker)
+    ItemProcessor.gate = None
+    ItemProcessor.seen = []
+    async with serve_integration(integration(integration_root), settings) as server:
+        for pipeline in server.app.pipelines.values():
+            await pipeline.wait_idle()
+        assert ItemProcessor.seen == ["A", "A", "B", "B"]  # replayed in arrival order
+        ids = [e["identifier"] for e in await server.app.catalog.list_entities("item")]
+        assert ids == ["A", "B"]
+        assert await server.app.journal.unfinished() == []
+
+
+async def test_a_catalog_outage_delays_events_and_loses_none(
+    integration_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failures = 2
+    real_apply = LocalCatalog.apply
+
+    async def flaky_apply(self: LocalCatalog, batch: Any) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise sqlite3.OperationalError("database is locked")
+        await real_apply(self, batch)
+
+    monkeypatch.setattr(LocalCatalog, "apply", flaky_apply)
+    async with serve_integration(integration(integration_root), make_settings(tmp_path)) as server:
+        assert (await server.post_event("/webhook", item("A"))).status_code == 202
+        [(_, outcome)] = await server.next_outcomes(1)
+        assert outcome.status is EventStatus.DONE
+        assert failures == 0
+        assert [e["identifier"] for e in await server.app.catalog.list_entities("item")] == ["A"]
+        assert await server.app.journal.records(EventStatus.DEAD) == []
