@@ -1,4 +1,4 @@
-"""The ``ocean-trio`` command line: ``sail`` an integration, ``map`` items offline."""
+"""The ``ocean-trio`` command line: ``sail`` an integration, ``map`` items offline, manage ``events``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,22 @@ def _parser() -> argparse.ArgumentParser:
     mapping.add_argument("--config", type=Path, required=True, help="port-app-config.yml")
     mapping.add_argument("--kind", required=True, help="resource kind to map")
     mapping.add_argument("--input", type=Path, required=True, help="JSON array of raw items")
+
+    events = commands.add_parser("events", help="list, replay or purge journaled events")
+    actions = events.add_subparsers(dest="action", required=True)
+    statuses = ["pending", "done", "no_match", "rejected", "dead"]
+    listing = actions.add_parser("list", help="list events (dead letters with --status dead)")
+    listing.add_argument("path", type=Path, nargs="?", default=Path("."), help="integration folder")
+    listing.add_argument("--status", choices=statuses)
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--json", action="store_true", help="JSON with payloads")
+    replay = actions.add_parser("replay", help="make dead (or given) events pending again")
+    replay.add_argument("path", type=Path, help="integration folder")
+    replay.add_argument("seqs", type=int, nargs="*", help="event numbers (SEQ of list)")
+    replay.add_argument("--all", action="store_true", help="every dead event")
+    purge = actions.add_parser("purge", help="delete dead and rejected events")
+    purge.add_argument("path", type=Path, nargs="?", default=Path("."), help="integration folder")
+    purge.add_argument("--status", choices=["rejected", "dead", "done", "no_match"])
     return parser
 
 
@@ -47,6 +63,22 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_map_command(
                 args.config, args.kind, args.input, stdout=sys.stdout, stderr=sys.stderr
+            )
+        if args.command == "events":
+            from .live_events._events_cli import run_events_command
+
+            if args.action == "replay" and not (args.seqs or args.all):
+                print("ocean-trio events replay: give event numbers or --all", file=sys.stderr)
+                return 2
+            return run_events_command(
+                args.action,
+                args.path,
+                status=getattr(args, "status", None),
+                limit=getattr(args, "limit", 100),
+                seqs=getattr(args, "seqs", None),
+                replay_all=getattr(args, "all", False),
+                as_json=getattr(args, "json", False),
+                stdout=sys.stdout,
             )
     except OceanError as error:
         print(f"ocean-trio: {error}", file=sys.stderr)

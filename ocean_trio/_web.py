@@ -13,6 +13,7 @@ from ._app import App
 from ._router import quart_blueprint
 from .catalog._local import LocalCatalog
 from .catalog._web import catalog_blueprint
+from .live_events._admin import admin_blueprint
 
 
 def build_quart_app(
@@ -54,6 +55,7 @@ def build_quart_app(
         }
 
     web.register_blueprint(catalog_blueprint(catalog))
+    web.register_blueprint(admin_blueprint(running))
     web.register_blueprint(router_blueprint)
     return web
 

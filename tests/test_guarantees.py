@@ -169,6 +169,7 @@ async def test_unfinished_events_run_after_a_restart_in_order(
         assert ItemProcessor.seen == ["A", "A", "B", "B"]  # replayed in arrival order
         ids = [e["identifier"] for e in await server.app.catalog.list_entities("item")]
         assert ids == ["A", "B"]
+        await server.app.journal.flush()  # completions are written behind the workers
         assert await server.app.journal.unfinished() == []
 
 

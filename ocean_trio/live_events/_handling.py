@@ -26,6 +26,8 @@ logger = logging.getLogger("ocean_trio.live_events")
 # the thread hop costs more than the jq work.
 MAP_IN_THREAD_ITEMS = 200
 
+ITEM_ERROR_FIELDS = frozenset({"selector", "itemsToParse", "item"})
+
 
 _Work = tuple[AbstractWebhookProcessor, ResourceConfig | None, int | None]
 
@@ -100,14 +102,21 @@ class EventHandler:
         except Exception as error:
             logger.error("applying the event failed (trace %s): %r", event.trace_id, error)
             return EventOutcome(EventStatus.FAILED, tuple(runs), error=f"apply failed: {error!r}")
-        status = EventStatus.FAILED if failed else EventStatus.DONE
+        # Items the mapping could not take (selector not boolean, itemsToParse not an array)
+        # were skipped while the rest was applied; the event is kept as a dead letter so it
+        # can be replayed once the mapping is fixed. Null fields are only misconfigurations.
+        skipped = [i for i in issues if i.field in ITEM_ERROR_FIELDS]
+        errors = [f"{r.processor}: {r.error}" for r in failed]
+        if skipped:
+            errors.append(f"mapping skipped {len(skipped)} item(s): {skipped[0].message}")
+        status = EventStatus.FAILED if errors else EventStatus.DONE
         return EventOutcome(
             status,
             tuple(runs),
             upserts=len(changes.upserts),
             deletes=len(changes.deletes),
             mapping_issues=tuple(issues),
-            error="; ".join(f"{r.processor}: {r.error}" for r in failed) or None,
+            error="; ".join(errors) or None,
         )
 
     async def _match(

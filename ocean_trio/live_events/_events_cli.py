@@ -1,0 +1,89 @@
+"""``ocean-trio events``: list, replay and purge the journal's events from the command line.
+
+Works on the SQLite journal file of an integration folder. Replayed events become pending and
+run when the integration next starts; to replay into a running server, use the admin API.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import TextIO
+
+import trio
+
+from .._exceptions import ConfigError
+from .._settings import load_settings
+from ._journal import KEPT_STATUSES, EventStatus, JournalRecord
+from ._sqlite_journal import SqliteJournal
+
+
+def _journal_path(root: Path) -> Path:
+    settings = load_settings(root)
+    if settings.live_events.journal.type != "sqlite":
+        raise ConfigError(
+            "the journal is in memory (liveEvents.journal.type: memory): its events live only"
+            " in the running process; use the admin API"
+        )
+    path = settings.journal_path(root)
+    if not path.is_file():
+        raise ConfigError(f"no journal at {path} (has the integration run yet?)")
+    return path
+
+
+def run_events_command(
+    action: str,
+    root: Path,
+    *,
+    status: str | None = None,
+    limit: int = 100,
+    seqs: list[int] | None = None,
+    replay_all: bool = False,
+    as_json: bool = False,
+    stdout: TextIO,
+) -> int:
+    """Run ``list``, ``replay`` or ``purge`` on the journal of the integration at ``root``."""
+    path = _journal_path(root)
+    wanted = EventStatus(status) if status else None
+
+    async def main() -> int:
+        async with SqliteJournal.open(path, max_pending=1 << 62) as journal:
+            if action == "list":
+                records = await journal.records(wanted, limit=limit)
+                _print_records(records, as_json=as_json, stdout=stdout)
+            elif action == "replay":
+                entries = await journal.replay(None if replay_all else seqs or [])
+                print(
+                    f"{len(entries)} event(s) pending again: {[e.seq for e in entries]};"
+                    " they run when the integration next starts",
+                    file=stdout,
+                )
+            else:
+                statuses = [wanted] if wanted else list(KEPT_STATUSES)
+                if EventStatus.PENDING in statuses:
+                    raise ConfigError("pending events cannot be purged")
+                print(f"{await journal.purge(statuses)} event(s) purged", file=stdout)
+        return 0
+
+    return trio.run(main)
+
+
+def _print_records(records: list[JournalRecord], *, as_json: bool, stdout: TextIO) -> None:
+    if as_json:
+        json.dump({"events": [r.to_json(with_payload=True) for r in records]}, stdout, indent=2)
+        stdout.write("\n")
+        return
+    if not records:
+        print("no events", file=stdout)
+        return
+    print(
+        f"{'SEQ':>7}  {'STATUS':<9} {'TRIES':>5}  {'RECEIVED (UTC)':<19}  PATH  ERROR", file=stdout
+    )
+    for r in records:
+        received = datetime.datetime.fromtimestamp(r.event.received_at, datetime.UTC)
+        print(
+            f"{r.seq:>7}  {r.status.value:<9} {r.attempts:>5}  "
+            f"{received:%Y-%m-%d %H:%M:%S}  {r.event.path}  {r.error or ''}",
+            file=stdout,
+        )

@@ -1,0 +1,169 @@
+"""Dead letters: what lands there, and listing, replaying and purging over HTTP and the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import trio
+
+from ocean_trio import (
+    AbstractWebhookProcessor,
+    ConfigError,
+    EventHeaders,
+    EventPayload,
+    EventStatus,
+    Integration,
+    ResourceConfig,
+    WebhookEvent,
+    WebhookEventRawResults,
+)
+from ocean_trio.live_events._events_cli import run_events_command
+from ocean_trio.testing import make_settings, serve_integration
+
+TOKEN = "admin-token"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+class FlakyProcessor(AbstractWebhookProcessor):
+    """Fails (non-retryably) while ``broken``; returns the payload's item otherwise."""
+
+    broken: ClassVar[bool] = True
+
+    async def should_process_event(self, event: WebhookEvent) -> bool:
+        return True
+
+    async def get_matching_kinds(self, event: WebhookEvent) -> list[str]:
+        return ["item"]
+
+    async def authenticate(self, payload: EventPayload, headers: EventHeaders) -> bool:
+        return headers.get("x-token") != "wrong"
+
+    async def validate_payload(self, payload: EventPayload) -> bool:
+        return True
+
+    async def handle_event(
+        self, payload: EventPayload, resource_config: ResourceConfig
+    ) -> WebhookEventRawResults:
+        if FlakyProcessor.broken:
+            raise ValueError("upstream said no")
+        return WebhookEventRawResults(updated_raw_results=[payload["item"]], deleted_raw_results=[])
+
+
+@pytest.fixture(autouse=True)
+def _broken() -> None:
+    FlakyProcessor.broken = True
+
+
+def integration(root: Path) -> Integration:
+    result = Integration(root)
+    result.add_webhook_processor("/webhook", FlakyProcessor)
+    return result
+
+
+def item(identifier: str, **fields: object) -> dict[str, object]:
+    return {"item": {"id": identifier, "status": "open", **fields}}
+
+
+async def test_failed_and_rejected_events_are_kept_and_replayable_over_http(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, admin={"token": TOKEN})
+    async with serve_integration(integration(integration_root), settings) as server:
+        await server.post_event("/webhook", item("A"))
+        await server.post_event("/webhook", item("B"), headers={"x-token": "wrong"})
+        outcomes = [o.status for _, o in await server.next_outcomes(2)]
+        assert outcomes == [EventStatus.DEAD, EventStatus.REJECTED]
+
+        client = server.client
+        assert (await client.get("/admin/events")).status_code == 401
+        listed = (await client.get("/admin/events?status=dead", headers=AUTH)).json()["events"]
+        [dead] = listed
+        assert dead["payload"] == item("A")
+        assert "upstream said no" in dead["error"]
+        assert dead["attempts"] == 1
+        bad = await client.get("/admin/events?status=lost", headers=AUTH)
+        assert bad.status_code == 400
+        assert "unknown status 'lost'" in bad.json()["error"]
+
+        FlakyProcessor.broken = False
+        replayed = await client.post("/admin/events/replay", json={"all": True}, headers=AUTH)
+        assert replayed.json() == {"replayed": 1, "seqs": [dead["seq"]]}
+        [(_, outcome)] = await server.next_outcomes(1)
+        assert outcome.status is EventStatus.DONE
+        assert [e["identifier"] for e in await server.app.catalog.list_entities("item")] == ["A"]
+
+        refused = await client.post("/admin/events/replay", json={"seqs": "x"}, headers=AUTH)
+        assert refused.status_code == 400
+        purged = await client.post("/admin/events/purge", json={}, headers=AUTH)
+        assert purged.json() == {"purged": 1}  # the rejected one
+        assert (await client.get("/admin/events?status=rejected", headers=AUTH)).json() == {
+            "events": []
+        }
+
+
+async def test_the_admin_api_is_off_without_a_token(integration_root: Path, tmp_path: Path) -> None:
+    async with serve_integration(integration(integration_root), make_settings(tmp_path)) as server:
+        response = await server.client.get("/admin/events", headers=AUTH)
+        assert response.status_code == 404
+        assert "admin API is off" in response.json()["error"]
+
+
+async def test_items_the_mapping_cannot_take_dead_letter_the_event(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    FlakyProcessor.broken = False
+    mapping = integration_root / ".port" / "resources" / "port-app-config.yml"
+    mapping.write_text(mapping.read_text().replace('.priority == "high"', ".priority"))
+    async with serve_integration(integration(integration_root), make_settings(tmp_path)) as server:
+        await server.post_event("/webhook", item("A", priority="high"))
+        [(_, outcome)] = await server.next_outcomes(1)
+        assert outcome.status is EventStatus.DEAD
+        assert outcome.error is not None
+        assert "must give a boolean" in outcome.error
+        # the item's other resource was still applied
+        assert [e["identifier"] for e in await server.app.catalog.list_entities("item")] == ["A"]
+
+
+async def test_the_events_cli(integration_root: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (integration_root / "config.yaml").write_text(f"statePath: {state}\n")
+    settings = make_settings(tmp_path)
+    async with serve_integration(integration(integration_root), settings) as server:
+        await server.post_event("/webhook", item("A"))
+        await server.next_outcomes(1)
+        await server.app.journal.flush()
+
+    async def cli(*args: str) -> str:
+        done = await trio.run_process(
+            [sys.executable, "-m", "ocean_trio", "events", *args],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        return done.stdout.decode()
+
+    root = str(integration_root)
+    listed = json.loads(await cli("list", root, "--status", "dead", "--json"))["events"]
+    assert [e["payload"] for e in listed] == [item("A")]
+    assert "upstream said no" in await cli("list", root, "--status", "dead")
+    assert "1 event(s) pending again" in await cli("replay", root, "--all")
+    assert await cli("list", root, "--status", "dead") == "no events\n"
+
+    FlakyProcessor.broken = False
+    async with serve_integration(integration(integration_root), settings) as server:
+        for pipeline in server.app.pipelines.values():
+            await pipeline.wait_idle()
+        assert [e["identifier"] for e in await server.app.catalog.list_entities("item")] == ["A"]
+    assert "0 event(s) purged" in await cli("purge", root)
+
+
+def test_the_events_cli_refuses_a_memory_journal(integration_root: Path) -> None:
+    (integration_root / "config.yaml").write_text("liveEvents:\n  journal:\n    type: memory\n")
+    with pytest.raises(ConfigError, match="the journal is in memory"):
+        run_events_command("list", integration_root, stdout=io.StringIO())
