@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,42 @@ def integration_root(tmp_path: Path) -> Path:
     resources.mkdir(parents=True)
     (resources / "port-app-config.yml").write_text(ITEM_MAPPING)
     return tmp_path / "integration"
+
+
+MAIN = textwrap.dedent(
+    """
+    from ocean_trio import AbstractWebhookProcessor, WebhookEventRawResults, ocean
+
+
+    class Echo(AbstractWebhookProcessor):
+        async def should_process_event(self, event):
+            return True
+
+        async def get_matching_kinds(self, event):
+            return ["item"]
+
+        async def authenticate(self, payload, headers):
+            return True
+
+        async def validate_payload(self, payload):
+            return True
+
+        async def handle_event(self, payload, resource_config):
+            return WebhookEventRawResults(updated_raw_results=[payload], deleted_raw_results=[])
+
+
+    ocean.add_webhook_processor("/webhook", Echo)
+    app = ocean.asgi_app(__file__)
+    """
+)
+
+
+@pytest.fixture
+def package(tmp_path: Path) -> Path:
+    """An importable integration package ``smoke_integration`` under ``tmp_path``."""
+    root = tmp_path / "smoke_integration"
+    (root / ".port" / "resources").mkdir(parents=True)
+    (root / ".port" / "resources" / "port-app-config.yml").write_text(ITEM_MAPPING)
+    (root / "__init__.py").write_text("")
+    (root / "main.py").write_text(MAIN)
+    return root
