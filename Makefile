@@ -21,7 +21,9 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.live_events
+	$(BIN)/python -m benchmarks.live_events --journal sqlite
+	$(BIN)/python -m benchmarks.live_events --journal memory
+	$(BIN)/python -m benchmarks.live_events --soak 200000
 
 lint: $(STAMP)
 	$(BIN)/ruff check ocean_trio tests integrations benchmarks

@@ -34,8 +34,12 @@ def make_body(index: int) -> bytes:
 
 
 class Generator:
-    def __init__(self, host: str, port: int, path: str, total: int, secret: bytes) -> None:
+    def __init__(
+        self, host: str, port: int, path: str, total: int, secret: bytes, rate: float | None
+    ) -> None:
         self.host, self.port, self.path = host, port, path
+        self.rate = rate
+        self.start = 0.0
         self.total = total
         self.secret = secret
         self.next_index = 0
@@ -59,6 +63,8 @@ class Generator:
             while (index := self.take()) is not None:
                 if time.monotonic() > deadline:
                     raise RuntimeError("load generation ran past its time limit")
+                if self.rate:  # open loop at a fixed rate: event i leaves at start + i / rate
+                    await trio.sleep_until(self.start + index / self.rate)
                 body = make_body(index)
                 signature = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
                 request = h11.Request(
@@ -104,7 +110,8 @@ class Generator:
 
 
 async def generate(args: argparse.Namespace) -> dict[str, object]:
-    generator = Generator(args.host, args.port, args.path, args.n, args.secret.encode())
+    generator = Generator(args.host, args.port, args.path, args.n, args.secret.encode(), args.rate)
+    generator.start = trio.current_time()
     first_post = time.time()
     start = time.monotonic()
     async with trio.open_nursery() as nursery:
@@ -134,7 +141,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=20_000)
     parser.add_argument("-c", "--concurrency", type=int, default=32)
     parser.add_argument("--secret", default="bench-secret")
-    parser.add_argument("--time-limit", type=float, default=300.0)
+    parser.add_argument("--time-limit", type=float, default=600.0)
+    parser.add_argument("--rate", type=float, help="events per second (default: as fast as acked)")
     args = parser.parse_args()
     result = trio.run(generate, args)
     json.dump(result, sys.stdout)

@@ -57,19 +57,15 @@ async def _wait_http(url: str, process: trio.Process, limit: float = 30.0) -> No
                     await trio.sleep(0.05)
 
 
-async def _loadgen(port: int, events: int, concurrency: int) -> dict[str, Any]:
+async def _loadgen(
+    port: int, events: int, concurrency: int, rate: float | None = None
+) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "benchmarks._loadgen", "--port", str(port)]
+    argv += ["-n", str(events), "-c", str(concurrency)]
+    if rate:
+        argv += ["--rate", str(rate)]
     result = await trio.run_process(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks._loadgen",
-            "--port",
-            str(port),
-            "-n",
-            str(events),
-            "-c",
-            str(concurrency),
-        ],
+        argv,
         cwd=ROOT,
         capture_stdout=True,
     )
@@ -105,7 +101,17 @@ async def run_ceiling(events: int, concurrency: int) -> dict[str, Any]:
     return {"accept_rate": load["accept_rate"], "peak_rss_mb": rss, "load": load}
 
 
-async def run_ocean(events: int, concurrency: int, workers: int) -> dict[str, Any]:
+async def run_ocean(
+    events: int,
+    concurrency: int,
+    workers: int,
+    journal: str,
+    *,
+    rate: float | None = None,
+    rss_after: int | None = None,
+) -> dict[str, Any]:
+    """One ocean-trio run; ``rss_after`` also samples the server's RSS once that many events
+    have completed, to compare with the RSS at the end (memory growth under sustained load)."""
     port = _free_port()
     with tempfile.TemporaryDirectory() as state:
         env = {
@@ -113,6 +119,7 @@ async def run_ocean(events: int, concurrency: int, workers: int) -> dict[str, An
             "OCEAN__STATE_PATH": state,
             "OCEAN__EVENT_WORKERS_COUNT": str(workers),
             "OCEAN__LIVE_EVENTS__MAX_PENDING_EVENTS": str(max(events, 10_000)),
+            "OCEAN__LIVE_EVENTS__JOURNAL__TYPE": journal,
             "OCEAN__LOG_LEVEL": "WARNING",
         }
         argv = [
@@ -127,26 +134,53 @@ async def run_ocean(events: int, concurrency: int, workers: int) -> dict[str, An
             f"127.0.0.1:{port}",
             "benchmarks.bench_integration.main:app",
         ]
+        rss_samples: dict[str, float] = {}
         async with trio.open_nursery() as nursery:
             process = await _server(argv, env, nursery)
             await _wait_http(f"http://127.0.0.1:{port}/health/live", process)
-            load = await _loadgen(port, events, concurrency)
+            if rss_after:
+                nursery.start_soon(_sample_rss, port, process, rss_after, rss_samples)
+            load = await _loadgen(port, events, concurrency, rate)
             completed = await _wait_completed(port, load["accepted"], process)
+            rss_samples["end"] = _rss_mb(process.pid)
             rss = _peak_rss_mb(process.pid)
             process.terminate()
-        return _ocean_figures(Path(state) / "catalog.sqlite3", events, load, completed, rss)
+            nursery.cancel_scope.cancel()
+        figures = _ocean_figures(Path(state) / "catalog.sqlite3", events, load, completed, rss)
+        figures["rss_samples_mb"] = rss_samples
+        return figures
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _sample_rss(
+    port: int, process: trio.Process, after: int, samples: dict[str, float]
+) -> None:
+    url = f"http://127.0.0.1:{port}/health/ready"
+    async with httpx.AsyncClient() as client:
+        while process.returncode is None:
+            completed = (await client.get(url)).json()["journal"]["completed"]
+            if completed >= after:
+                samples[f"after_{after}"] = _rss_mb(process.pid)
+                return
+            await trio.sleep(0.2)
 
 
 async def _wait_completed(port: int, accepted: int, process: trio.Process) -> int:
     url = f"http://127.0.0.1:{port}/health/ready"
     async with httpx.AsyncClient() as client:
-        with trio.move_on_after(300):
+        with trio.move_on_after(600):
             while process.returncode is None:
                 journal = (await client.get(url)).json()["journal"]
                 if journal["completed"] >= accepted:
                     return int(journal["completed"])
                 await trio.sleep(0.05)
-    raise RuntimeError("events were not all processed within 300 s")
+    raise RuntimeError("events were not all processed within 600 s")
 
 
 def _ocean_figures(
@@ -177,29 +211,65 @@ def _median(runs: list[dict[str, Any]], key: str) -> float:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    if args.soak:
+        return await soak(args)
     ceilings, oceans = [], []
     for _ in range(args.runs):
         ceilings.append(await run_ceiling(args.events, args.concurrency))
-        oceans.append(await run_ocean(args.events, args.concurrency, args.workers))
+        oceans.append(await run_ocean(args.events, args.concurrency, args.workers, args.journal))
     ceiling_rate = _median(ceilings, "accept_rate")
-    summary = {
+    ratios = [
+        o["end_to_end_rate"] / c["accept_rate"] for c, o in zip(ceilings, oceans, strict=True)
+    ]
+    end_to_end = _median(oceans, "end_to_end_rate")
+    # Latency where it means something: open loop at half the saturated end-to-end rate.
+    half_rate = 0.5 * end_to_end
+    paced = [
+        await run_ocean(
+            int(half_rate * args.paced_seconds),
+            args.concurrency,
+            args.workers,
+            args.journal,
+            rate=half_rate,
+        )
+        for _ in range(args.runs)
+    ]
+    return {
         "benchmark": "live_events",
         "events": args.events,
         "runs": args.runs,
         "concurrency": args.concurrency,
         "event_workers_count": args.workers,
-        "journal": "memory",
+        "journal": args.journal,
         "ceiling_rate": ceiling_rate,
         "accept_rate": _median(oceans, "accept_rate"),
-        "end_to_end_rate": _median(oceans, "end_to_end_rate"),
-        "ratio_end_to_end_to_ceiling": _median(oceans, "end_to_end_rate") / ceiling_rate,
-        "latency_p50_ms": _median(oceans, "latency_p50_ms"),
-        "latency_p99_ms": _median(oceans, "latency_p99_ms"),
+        "end_to_end_rate": end_to_end,
+        "ratio_end_to_end_to_ceiling": float(statistics.median(ratios)),
+        "saturated_latency_p50_ms": _median(oceans, "latency_p50_ms"),
+        "saturated_latency_p99_ms": _median(oceans, "latency_p99_ms"),
+        "half_rate_events_per_s": half_rate,
+        "half_rate_latency_p50_ms": _median(paced, "latency_p50_ms"),
+        "half_rate_latency_p99_ms": _median(paced, "latency_p99_ms"),
         "peak_rss_mb": _median(oceans, "peak_rss_mb"),
-        "lost_events": max(r["lost_events"] for r in oceans),
-        "per_run": {"ceiling": ceilings, "ocean_trio": oceans},
+        "lost_events": max(r["lost_events"] for r in oceans + paced),
+        "per_run": {"ceiling": ceilings, "ocean_trio": oceans, "half_rate": paced},
     }
-    return summary
+
+
+async def soak(args: argparse.Namespace) -> dict[str, Any]:
+    """Memory under sustained load: RSS after 10,000 events vs after ``--soak`` events."""
+    run = await run_ocean(args.soak, args.concurrency, args.workers, args.journal, rss_after=10_000)
+    samples = run["rss_samples_mb"]
+    return {
+        "benchmark": "live_events_soak",
+        "events": args.soak,
+        "journal": args.journal,
+        "end_to_end_rate": run["end_to_end_rate"],
+        "rss_after_10000_mb": samples.get("after_10000"),
+        "rss_at_end_mb": samples["end"],
+        "rss_growth_mb": samples["end"] - samples.get("after_10000", float("nan")),
+        "lost_events": run["lost_events"],
+    }
 
 
 def cli() -> None:
@@ -208,12 +278,16 @@ def cli() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--journal", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument("--paced-seconds", type=float, default=15.0)
+    parser.add_argument("--soak", type=int, help="one long run of this many events: RSS growth")
     args = parser.parse_args()
     started = time.time()
     summary = trio.run(main, args)
     summary["wall_seconds"] = time.time() - started
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "live_events.json").write_text(json.dumps(summary, indent=2))
+    name = "live_events_soak" if args.soak else f"live_events_{args.journal}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))
     compact = {k: v for k, v in summary.items() if k != "per_run"}
     print(json.dumps(compact, indent=2))
 
