@@ -57,6 +57,12 @@ class Generator:
         return None
 
     async def connection(self, deadline: float) -> None:
+        # hypercorn closes a keep-alive connection after 1,000 requests: open a new one then.
+        while await self._connection(deadline):
+            pass
+
+    async def _connection(self, deadline: float) -> bool:
+        """Send requests on one connection; True when the server closed it with work left."""
         stream = await trio.open_tcp_stream(self.host, self.port)
         conn = h11.Connection(h11.CLIENT)
         async with stream:
@@ -106,7 +112,10 @@ class Generator:
                     await trio.sleep(retry_after)
                 elif 200 <= status < 300:
                     self.accepted += 1
+                if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                    return True
                 conn.start_next_cycle()
+        return False
 
 
 async def generate(args: argparse.Namespace) -> dict[str, object]:

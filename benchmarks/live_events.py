@@ -109,6 +109,7 @@ async def run_ocean(
     *,
     rate: float | None = None,
     rss_after: int | None = None,
+    max_pending: int | None = None,
 ) -> dict[str, Any]:
     """One ocean-trio run; ``rss_after`` also samples the server's RSS once that many events
     have completed, to compare with the RSS at the end (memory growth under sustained load)."""
@@ -118,7 +119,7 @@ async def run_ocean(
             **os.environ,
             "OCEAN__STATE_PATH": state,
             "OCEAN__EVENT_WORKERS_COUNT": str(workers),
-            "OCEAN__LIVE_EVENTS__MAX_PENDING_EVENTS": str(max(events, 10_000)),
+            "OCEAN__LIVE_EVENTS__MAX_PENDING_EVENTS": str(max_pending or max(events, 10_000)),
             "OCEAN__LIVE_EVENTS__JOURNAL__TYPE": journal,
             "OCEAN__LOG_LEVEL": "WARNING",
         }
@@ -268,6 +269,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "rss_after_10000_mb": samples.get("after_10000"),
         "rss_at_end_mb": samples["end"],
         "rss_growth_mb": samples["end"] - samples.get("after_10000", float("nan")),
+        "refused_503": run["load"]["statuses"].get("503", 0),
         "lost_events": run["lost_events"],
     }
 

@@ -13,6 +13,7 @@ from ._asgi import OceanASGI
 from ._entity import UNSET, Entity
 from ._exceptions import (
     ConfigError,
+    DuplicateDeliveryError,
     JournalFullError,
     MappingError,
     OceanError,
@@ -27,6 +28,15 @@ from .live_events._event import EventHeaders, EventPayload, WebhookEvent, Webhoo
 from .live_events._journal import EventStatus
 from .live_events._outcome import EventOutcome
 from .live_events._processor import AbstractWebhookProcessor, WebhookProcessorType
+from .live_events._signatures import (
+    GitHubSignature,
+    GitLabToken,
+    HmacSignature,
+    SignatureError,
+    SignatureVerifier,
+    StandardWebhooksSignature,
+    verifier_from_config,
+)
 from .mapping._models import (
     EntityMapping,
     IngestSearchQuery,
@@ -48,6 +58,7 @@ __all__ = [
     "AbstractWebhookProcessor",
     "App",
     "ConfigError",
+    "DuplicateDeliveryError",
     "Entity",
     "EntityChanges",
     "EntityMapping",
@@ -55,6 +66,9 @@ __all__ = [
     "EventOutcome",
     "EventPayload",
     "EventStatus",
+    "GitHubSignature",
+    "GitLabToken",
+    "HmacSignature",
     "IngestSearchQuery",
     "Integration",
     "JournalFullError",
@@ -69,6 +83,9 @@ __all__ = [
     "Rule",
     "Selector",
     "Settings",
+    "SignatureError",
+    "SignatureVerifier",
+    "StandardWebhooksSignature",
     "WebhookEvent",
     "WebhookEventNotSupportedError",
     "WebhookEventRawResults",
@@ -81,4 +98,5 @@ __all__ = [
     "logger",
     "ocean",
     "open_app",
+    "verifier_from_config",
 ]

@@ -190,6 +190,8 @@ async def open_app(
                 journal,
                 workers=settings.event_workers_count,
                 capacity=settings.live_events.max_pending_events,
+                # The durable journal holds the events: queued ones keep only their body.
+                park_events=isinstance(journal, SqliteJournal),
             )
         with using(integration):
             integration.settings = settings

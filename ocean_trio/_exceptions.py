@@ -34,5 +34,9 @@ class JournalFullError(OceanError):
     """The journal holds as many pending events as it may; the sender should retry later."""
 
 
+class JournalUnavailableError(OceanError):
+    """The journal could not record the event (disk full, I/O error); the sender should retry."""
+
+
 class DuplicateDeliveryError(OceanError):
     """The event's delivery id was already accepted on its path within the dedup window."""

@@ -22,6 +22,7 @@ from ocean_trio import (
 )
 from ocean_trio.catalog._local import LocalCatalog
 from ocean_trio.live_events._signatures import GitHubSignature
+from ocean_trio.live_events._sqlite_journal import SqliteJournal
 from ocean_trio.testing import make_settings, serve_integration, sign_hmac_sha256
 
 SECRET = "s3cret"
@@ -194,3 +195,28 @@ async def test_a_catalog_outage_delays_events_and_loses_none(
         assert failures == 0
         assert [e["identifier"] for e in await server.app.catalog.list_entities("item")] == ["A"]
         assert await server.app.journal.records(EventStatus.DEAD) == []
+
+
+async def test_a_journal_that_cannot_write_answers_503_and_recovers(
+    integration_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failures = 1
+    real_write = SqliteJournal._write_sync
+
+    def failing_write(self: SqliteJournal, appends: Any, completes: Any) -> None:
+        nonlocal failures
+        if failures and appends:
+            failures -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        real_write(self, appends, completes)
+
+    monkeypatch.setattr(SqliteJournal, "_write_sync", failing_write)
+    async with serve_integration(integration(integration_root), make_settings(tmp_path)) as server:
+        refused = await server.post_event("/webhook", item("A"))
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "5"
+        assert "could not be recorded" in refused.json()["error"]
+        assert (await server.post_event("/webhook", item("A"))).status_code == 202
+        [(_, outcome)] = await server.next_outcomes(1)
+        assert outcome.status is EventStatus.DONE
+        assert server.app.journal.statistics().pending == 0

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .._exceptions import DuplicateDeliveryError, JournalFullError
+from .._exceptions import DuplicateDeliveryError, JournalFullError, JournalUnavailableError
 from ._pipeline import LiveEventsPipeline
 from ._signatures import SignatureError, SignatureVerifier
 
@@ -128,6 +128,10 @@ class WebhookIngress:
         except JournalFullError as error:
             logger.warning("refusing an event on %s: %s", pipeline.path, error)
             await _unavailable(send, "too many events are pending; retry later")
+            return
+        except JournalUnavailableError as error:
+            logger.error("refusing an event on %s: %s", pipeline.path, error)
+            await _unavailable(send, "the event could not be recorded; retry later")
             return
         except DuplicateDeliveryError as error:
             logger.info("duplicate delivery %s on %s", delivery_id, pipeline.path)

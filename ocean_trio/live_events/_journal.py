@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import json
 import time
 from collections.abc import Sequence
 from typing import Protocol
@@ -39,12 +40,31 @@ KEPT_STATUSES = (EventStatus.DEAD, EventStatus.REJECTED)
 """Finished statuses kept until purged: dead letters, and rejections for audit."""
 
 
+_PARKED: dict[str, object] = {}  # stands for a payload dropped while queued (identity-checked)
+
+
 @attrs.frozen(eq=False)
 class JournalEntry:
     """An accepted event and its position in the journal (``seq`` grows with arrival)."""
 
     seq: int
     event: WebhookEvent
+
+    def parked(self) -> JournalEntry:
+        """This entry without its parsed payload, which is rebuilt from ``body`` when unparked.
+
+        A queued event then costs about its body in memory instead of body plus a parsed
+        object several times larger: a backlog of durable events stays small.
+        """
+        if not self.event.body:
+            return self
+        return JournalEntry(self.seq, attrs.evolve(self.event, payload=_PARKED))
+
+    def unparked(self) -> JournalEntry:
+        """The entry with its payload parsed again (itself if it was not parked)."""
+        if self.event.payload is not _PARKED:
+            return self
+        return JournalEntry(self.seq, attrs.evolve(self.event, payload=json.loads(self.event.body)))
 
 
 @attrs.frozen(eq=False)

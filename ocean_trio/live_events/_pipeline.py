@@ -50,6 +50,7 @@ class LiveEventsPipeline:
         *,
         workers: int,
         capacity: int,
+        park_events: bool = False,
     ) -> None:
         if workers < 1:
             raise ValueError("a pipeline needs at least one worker")
@@ -57,6 +58,7 @@ class LiveEventsPipeline:
         self._handler = handler
         self._journal = journal
         self._workers = workers
+        self._park = park_events
         self._dispatcher = GroupDispatcher(capacity=capacity)
         self._accepted = 0
         self._outcomes: collections.Counter[str] = collections.Counter()
@@ -92,7 +94,8 @@ class LiveEventsPipeline:
         # Events without a group id share one group per path: FIFO, one at a time (Ocean's
         # single-worker behaviour), whatever the number of workers.
         group_id = entry.event.group_id
-        self._dispatcher.submit(entry, "" if group_id is None else "#" + group_id)
+        queued = entry.parked() if self._park else entry
+        self._dispatcher.submit(queued, "" if group_id is None else "#" + group_id)
         self._accepted += 1
         if self._outstanding == 0:
             self._idle = trio.Event()
@@ -107,7 +110,8 @@ class LiveEventsPipeline:
 
     async def _work(self) -> None:
         while True:
-            group, entry = await self._dispatcher.take()
+            group, queued = await self._dispatcher.take()
+            entry = queued.unparked()
             outcome = await self._handler.handle(entry.event)
             attempts = max((run.attempts for run in outcome.runs), default=0)
             await self._journal.complete(entry, outcome.status, outcome.error, attempts)

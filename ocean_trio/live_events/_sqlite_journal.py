@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
-from .._exceptions import DuplicateDeliveryError, JournalFullError
+from .._exceptions import DuplicateDeliveryError, JournalFullError, JournalUnavailableError
 from ._event import WebhookEvent
 from ._journal import (
     DEDUP_WINDOW_SECONDS,
@@ -280,7 +280,9 @@ class SqliteJournal:
             if request.duplicate_of is not None:
                 self._duplicates += 1
                 raise DuplicateDeliveryError(request.duplicate_of)
-            raise request.error or RuntimeError("journal append failed")
+            raise JournalUnavailableError(
+                f"the journal could not record the event: {request.error!r}"
+            )
         self._appended += 1
         return JournalEntry(request.seq, event)
 

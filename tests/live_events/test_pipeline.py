@@ -191,3 +191,29 @@ async def test_dispatcher_release_makes_next_event_of_group_ready() -> None:
     dispatcher.release("b")
     dispatcher.release("a")
     assert dispatcher.statistics().groups == 0
+
+
+async def test_parked_events_keep_only_their_body_while_queued() -> None:
+    handler = ScriptedHandler()
+    pipeline = LiveEventsPipeline(
+        "/webhook", handler, MemoryJournal(max_pending=10), workers=1, capacity=10, park_events=True
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pipeline.run)
+        for n in range(3):
+            payload = {"group": "g", "n": n}
+            body = f'{{"group": "g", "n": {n}}}'.encode()
+            await pipeline.submit(pipeline.make_event(body, payload, {}))
+        await handler.started_event.wait()
+        # the first is running; the two behind it wait without their parsed payload
+        queued = list(pipeline._dispatcher._groups["#g"])
+        assert [e.event.payload for e in queued] == [{}, {}]
+        assert [e.event.body for e in queued] == [
+            b'{"group": "g", "n": 1}',
+            b'{"group": "g", "n": 2}',
+        ]
+        for n in range(3):
+            handler.gates.setdefault(n, trio.Event()).set()
+        await pipeline.wait_idle()
+        nursery.cancel_scope.cancel()
+    assert handler.started == [("g", 0), ("g", 1), ("g", 2)]  # payloads parsed again
