@@ -258,8 +258,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
-    """Memory under sustained load: RSS after 10,000 events vs after ``--soak`` events."""
-    run = await run_ocean(args.soak, args.concurrency, args.workers, args.journal, rss_after=10_000)
+    """Memory under sustained load: RSS after 10,000 events vs after ``--soak`` events.
+
+    The pending limit is the default (10,000): beyond it the sender gets 503 and retries, as
+    a real sender would, so the backlog (and memory) stays bounded.
+    """
+    run = await run_ocean(
+        args.soak,
+        args.concurrency,
+        args.workers,
+        args.journal,
+        rss_after=10_000,
+        max_pending=10_000,
+    )
     samples = run["rss_samples_mb"]
     return {
         "benchmark": "live_events_soak",
