@@ -23,6 +23,7 @@ from ._exceptions import (
 )
 from ._ocean import Integration, load_integration, ocean
 from ._settings import Settings, load_settings
+from ._version import __version__
 from .catalog._changes import EntityChanges, WriteOptions
 from .live_events._event import EventHeaders, EventPayload, WebhookEvent, WebhookEventRawResults
 from .live_events._journal import EventStatus
@@ -47,8 +48,6 @@ from .mapping._models import (
     Rule,
     Selector,
 )
-
-__version__ = "0.1.0"
 
 logger = logging.getLogger("ocean_trio.integration")
 """A logger for integration code (where Ocean code uses loguru's ``logger``)."""

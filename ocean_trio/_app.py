@@ -11,12 +11,17 @@ from typing import Any
 
 import attrs
 import trio
+import yaml
 
 from ._exceptions import ConfigError
 from ._ocean import Integration, OnStart, using
 from ._settings import Settings
+from ._version import __version__
 from .catalog._applier import Applier
+from .catalog._changes import CatalogSink
 from .catalog._local import LocalCatalog
+from .catalog._port_client import PortClient
+from .catalog._port_sink import PortSink
 from .live_events._handling import EventHandler
 from .live_events._journal import Journal, JournalEntry, MemoryJournal
 from .live_events._pipeline import LiveEventsPipeline
@@ -24,7 +29,7 @@ from .live_events._signatures import SignatureVerifier, verifier_from_config
 from .live_events._sqlite_journal import SqliteJournal
 from .mapping._compiled import CompiledPortAppConfig
 from .mapping._live_changes import register_raw_changes, unregister_raw_changes
-from .mapping._models import PortAppConfig, load_port_app_config
+from .mapping._models import PortAppConfig, load_port_app_config, parse_port_app_config
 
 logger = logging.getLogger("ocean_trio")
 
@@ -39,10 +44,11 @@ class App:
     settings: Settings
     root: Path
     mapping: CompiledPortAppConfig
-    catalog: LocalCatalog
+    catalog: LocalCatalog | None  # the embedded catalog; None when entities go to Port
     applier: Applier
     journal: Journal
     pipelines: dict[str, LiveEventsPipeline]
+    port: PortClient | None = None
     verifiers: dict[str, SignatureVerifier] = attrs.field(factory=dict)
     delivery_id_headers: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
     stopping: trio.Event = attrs.field(factory=trio.Event)
@@ -113,22 +119,116 @@ def _log_issues(kind: str, issues: list[Any]) -> None:
         logger.warning("mapping %s item %s: %s", kind, issue.index, issue.message)
 
 
-def load_mapping(integration: Integration, settings: Settings, root: Path) -> CompiledPortAppConfig:
-    """The port app config from ``<resources>/port-app-config.{yml,yaml,json}``, compiled."""
+def _mapping_file(settings: Settings, root: Path) -> Path | None:
     resources = settings.resolve(root, settings.resources_path)
     for name in ("port-app-config.yml", "port-app-config.yaml", "port-app-config.json"):
-        path = resources / name
-        if path.is_file():
-            config = load_port_app_config(
-                path, resource_classes=integration.resource_config_classes
-            )
-            break
+        if (resources / name).is_file():
+            return resources / name
+    return None
+
+
+def load_mapping(integration: Integration, settings: Settings, root: Path) -> CompiledPortAppConfig:
+    """The port app config from ``<resources>/port-app-config.{yml,yaml,json}``, compiled."""
+    path = _mapping_file(settings, root)
+    if path is not None:
+        config = load_port_app_config(path, resource_classes=integration.resource_config_classes)
     else:
-        logger.warning("no port-app-config file in %s: nothing will be mapped", resources)
+        logger.warning("no port-app-config file under %s: nothing will be mapped", root)
         config = PortAppConfig()
     return CompiledPortAppConfig.compile(
         config, allow_env=settings.allow_environment_variables_jq_access
     )
+
+
+async def _port_mapping(
+    client: PortClient,
+    integration: Integration,
+    settings: Settings,
+    root: Path,
+    local: CompiledPortAppConfig,
+) -> CompiledPortAppConfig:
+    """The mapping Port holds for this integration; the local file where Port has none.
+
+    As Ocean does: a missing integration is created, and an empty mapping is filled, with
+    the integration's ``.port/resources/port-app-config.yml``.
+    """
+    identifier = str(settings.integration.identifier)
+    path = _mapping_file(settings, root)
+    local_data = _read_config_data(path) if path is not None else {}
+    found = await client.get_integration(identifier)
+    if found is None:
+        logger.info("creating integration %s in Port with the local mapping", identifier)
+        await client.create_integration(
+            {
+                "installationId": identifier,
+                "installationAppType": settings.integration.type,
+                "version": __version__,
+                "config": local_data,
+            }
+        )
+        return local
+    config = found.get("config")
+    if not config:
+        logger.info("integration %s has no mapping in Port: sending the local one", identifier)
+        await client.patch_integration(identifier, {"config": local_data})
+        return local
+    parsed = parse_port_app_config(
+        config,
+        resource_classes=integration.resource_config_classes,
+        source=f"the mapping of integration {identifier} in Port",
+    )
+    return CompiledPortAppConfig.compile(
+        parsed, allow_env=settings.allow_environment_variables_jq_access
+    )
+
+
+def _read_config_data(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    return dict(data) if isinstance(data, dict) else {}
+
+
+@asynccontextmanager
+async def _open_sink(
+    settings: Settings, root: Path, blueprints: list[dict[str, Any]]
+) -> AsyncIterator[tuple[CatalogSink, LocalCatalog | None, PortClient | None]]:
+    """The catalog sink of ``catalog.type``: the embedded SQLite catalog or Port's API."""
+    if settings.catalog.type == "local":
+        async with LocalCatalog.open(settings.catalog_path(root)) as catalog:
+            if blueprints:
+                await catalog.upsert_blueprints(blueprints)
+            yield catalog, catalog, None
+        return
+    port = settings.port
+    missing = [
+        name
+        for name, value in (
+            ("port.clientId (OCEAN__PORT__CLIENT_ID)", port.client_id),
+            ("port.clientSecret (OCEAN__PORT__CLIENT_SECRET)", port.client_secret),
+            (
+                "integration.identifier (OCEAN__INTEGRATION__IDENTIFIER)",
+                settings.integration.identifier,
+            ),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigError("catalog.type is port but these are not set: " + ", ".join(missing))
+    user_agent = (
+        f"port-ocean/{settings.integration.type or 'custom'}/{__version__}/"
+        f"{settings.integration.identifier}/exporter"
+    )
+    async with PortClient.open(
+        base_url=port.base_url,
+        client_id=str(port.client_id),
+        client_secret=str(port.client_secret),
+        user_agent=user_agent,
+    ) as client:
+        for blueprint in blueprints:
+            if await client.get_blueprint(str(blueprint["identifier"])) is None:
+                logger.info("creating blueprint %s in Port", blueprint["identifier"])
+                await client.create_blueprint(blueprint)
+        yield PortSink(client), None, client
 
 
 def load_blueprints(settings: Settings, root: Path) -> list[dict[str, Any]]:
@@ -160,11 +260,11 @@ async def open_app(
     verifiers, delivery_id_headers = _webhook_checks(integration, settings)
     async with (
         _open_journal(settings, base) as journal,
-        LocalCatalog.open(settings.catalog_path(base)) as catalog,
+        _open_sink(settings, base, blueprints) as (sink, catalog, port),
     ):
-        if blueprints:
-            await catalog.upsert_blueprints(blueprints)
-        applier = Applier(catalog)
+        if port is not None:
+            mapping = await _port_mapping(port, integration, settings, base, mapping)
+        applier = Applier(sink)
         app = App(
             integration=integration,
             settings=settings,
@@ -172,6 +272,7 @@ async def open_app(
             mapping=mapping,
             catalog=catalog,
             applier=applier,
+            port=port,
             journal=journal,
             pipelines={},
             verifiers=verifiers,

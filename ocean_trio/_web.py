@@ -30,7 +30,18 @@ def build_quart_app(
         return app
 
     def catalog() -> LocalCatalog:
-        return running().catalog
+        local = running().catalog
+        if local is None:
+            quart.abort(
+                quart.Response(
+                    quart.json.dumps(
+                        {"error": "entities go to Port (catalog.type: port): look there"}
+                    ),
+                    status=404,
+                    content_type="application/json",
+                )
+            )
+        return local
 
     @web.get("/")
     async def index() -> Any:
@@ -52,6 +63,7 @@ def build_quart_app(
             },
             "journal": attrs.asdict(app.journal.statistics()),
             "applier": attrs.asdict(app.applier.statistics()),
+            "port": None if app.port is None else attrs.asdict(app.port.statistics()),
         }
 
     web.register_blueprint(catalog_blueprint(catalog))

@@ -8,9 +8,13 @@ import attrs
 import trio
 
 from .._exceptions import OceanError
-from ._changes import CatalogSink, EntityChanges
+from ._changes import CatalogSink, EntityChanges, PartialApplyError
 
 logger = logging.getLogger("ocean_trio.catalog")
+
+
+class SinkRefusedError(OceanError):
+    """The sink refused these changes (an invalid entity, say): retrying would not help."""
 
 
 class WriteCancelledError(OceanError):
@@ -116,6 +120,15 @@ class Applier:
         while True:
             try:
                 await self._sink.apply([r.changes for r in batch])
+            except PartialApplyError as partial:
+                # The sink wrote the rest: only the refused change sets fail.
+                for index, message in partial.failures.items():
+                    batch[index].error = SinkRefusedError(message)
+                    batch[index].done.set()
+                self._batches += 1
+                self._applied += len(batch) - len(partial.failures)
+                self._failures += len(partial.failures)
+                return None
             except Exception as exc:
                 self._failures += 1
                 transient = self._sink.is_transient(exc)

@@ -1,0 +1,517 @@
+"""``PortClient``: Port's REST API over one httpx client: token, retries, rate limit, batching."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+import httpx
+import trio
+
+from .._exceptions import OceanError
+
+logger = logging.getLogger("ocean_trio.port")
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+BULK_MAX_ENTITIES = 20
+BULK_MAX_BYTES = 1024 * 1024
+BULK_DELETE_MAX = 100
+
+
+class PortApiError(OceanError):
+    """Port answered with an error (after any retries); ``code`` is Port's ``error`` field."""
+
+    def __init__(self, status: int, code: str, message: str, *, method: str, path: str) -> None:
+        super().__init__(f"{method} {path} → {status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+    @property
+    def transient(self) -> bool:
+        """An outage or rate limit rather than a problem with the request."""
+        return self.status in RETRYABLE_STATUSES
+
+
+@attrs.frozen
+class EntityError:
+    """Why Port refused one entity of a bulk upsert."""
+
+    blueprint: str
+    identifier: Any
+    status: int
+    code: str
+    message: str
+
+
+@attrs.frozen
+class UpsertResult:
+    """What a bulk upsert did: identifiers written, entities refused."""
+
+    upserted: tuple[Any, ...]
+    errors: tuple[EntityError, ...]
+
+
+@attrs.frozen
+class PortStatistics:
+    requests: int
+    retries: int
+    token_refreshes: int
+    pool_resets: int
+
+
+class _TokenBucket:
+    """At most ``rate`` requests per second on average, bursts of up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._stamp = trio.current_time()
+        self._lock = trio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:  # first come, first served
+            now = trio.current_time()
+            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
+            if self._tokens < 1:
+                await trio.sleep((1 - self._tokens) / self._rate)
+                self._tokens = 1.0
+                self._stamp = trio.current_time()
+            self._tokens -= 1
+
+
+@attrs.define(eq=False)
+class _Pool:
+    """One httpx client and the requests using it, so a poisoned pool can be retired."""
+
+    client: httpx.AsyncClient
+    in_flight: int = 0
+    retired: bool = False
+
+
+class PortClient:
+    """Calls Port's API with a client-credentials token, retries and a client-side rate limit.
+
+    - The token is fetched under a lock, refreshed a minute before it expires and after a 401.
+    - Idempotent calls are retried on 408, 429, 5xx and transport errors, waiting what
+      ``Retry-After`` or ``x-ratelimit-reset`` ask for, else exponential backoff with jitter,
+      up to ``max_attempts`` sends.
+    - At most ``max_concurrency`` requests run at once, at most ``requests_per_second`` start.
+    - httpcore can leak pool slots when requests are cancelled while connecting (encode/
+      httpcore#1093: every later request then fails with ``PoolTimeout``); after a cancelled
+      request or a ``PoolTimeout`` the pool is replaced, and the old one closed once idle.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        user_agent: str,
+        max_attempts: int = 6,
+        base_delay: float = 0.3,
+        max_delay: float = 30.0,
+        requests_per_second: float = 100.0,
+        max_concurrency: int = 20,
+        timeout: float = 60.0,
+        client_factory: Callable[[], httpx.AsyncClient] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self.user_agent = user_agent
+        self._max_attempts = max_attempts
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._factory = client_factory or (
+            lambda: httpx.AsyncClient(
+                timeout=timeout,
+                limits=httpx.Limits(
+                    max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+                ),
+            )
+        )
+        self._pool = _Pool(self._factory())
+        self._limiter = trio.CapacityLimiter(max_concurrency)
+        self._bucket = _TokenBucket(requests_per_second, burst=max_concurrency)
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._token_lock = trio.Lock()
+        self._requests = 0
+        self._retries = 0
+        self._refreshes = 0
+        self._resets = 0
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, **options: Any) -> AsyncIterator[PortClient]:
+        """A client whose connections are closed on exit."""
+        client = cls(**options)
+        try:
+            yield client
+        finally:
+            with trio.CancelScope(shield=True):
+                await client._pool.client.aclose()
+
+    def statistics(self) -> PortStatistics:
+        return PortStatistics(self._requests, self._retries, self._refreshes, self._resets)
+
+    # --- token --------------------------------------------------------------------------
+
+    async def _access_token(self, *, stale: str | None = None) -> str:
+        async with self._token_lock:
+            # Another task may have refreshed it while this one waited for the lock.
+            fresh = self._token is not None and self._token != stale
+            if fresh and time.monotonic() < self._token_expires:
+                assert self._token is not None
+                return self._token
+            response = await self._send(
+                "POST",
+                "/v1/auth/access_token",
+                json_body={"clientId": self._client_id, "clientSecret": self._client_secret},
+                retryable=True,
+                authenticated=False,
+            )
+            data = response.json()
+            ttl = float(data.get("expiresIn", 3600))
+            self._token = str(data["accessToken"])
+            # Refresh a minute early (or at 90 % of a short lifetime).
+            self._token_expires = time.monotonic() + ttl - min(60.0, ttl * 0.1)
+            self._refreshes += 1
+            return self._token
+
+    # --- requests -----------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        retryable: bool,
+        accept: Sequence[int] = (),
+    ) -> httpx.Response:
+        """Send an authenticated request; raise ``PortApiError`` for an error status not in ``accept``."""
+        return await self._send(
+            method, path, json_body=json_body, params=params, retryable=retryable, accept=accept
+        )
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        retryable: bool,
+        authenticated: bool = True,
+        accept: Sequence[int] = (),
+    ) -> httpx.Response:
+        content = None if json_body is None else json.dumps(json_body).encode()
+        refreshed = False
+        for attempt in range(1, self._max_attempts + 1):
+            headers = {"user-agent": self.user_agent, "content-type": "application/json"}
+            token = None
+            if authenticated:
+                token = await self._access_token()
+                headers["authorization"] = f"Bearer {token}"
+            try:
+                response = await self._once(method, path, content, params, headers)
+            except httpx.TransportError as error:
+                if not retryable or attempt == self._max_attempts:
+                    raise
+                delay = self._backoff(attempt)
+                logger.warning("%s %s failed (%r); retrying in %.2fs", method, path, error, delay)
+                self._retries += 1
+                await trio.sleep(delay)
+                continue
+            status = response.status_code
+            if status < 400 or status in accept:
+                return response
+            if status == 401 and authenticated and not refreshed:
+                refreshed = True  # the token expired or was revoked: one fresh try
+                await self._access_token(stale=token)
+                self._retries += 1
+                continue
+            if retryable and status in RETRYABLE_STATUSES and attempt < self._max_attempts:
+                delay = _asked_delay(response) or self._backoff(attempt)
+                delay = min(delay, self._max_delay)
+                logger.warning("%s %s → %d; retrying in %.2fs", method, path, status, delay)
+                self._retries += 1
+                await trio.sleep(delay)
+                continue
+            raise _error(response, method, path)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _once(
+        self,
+        method: str,
+        path: str,
+        content: bytes | None,
+        params: Mapping[str, str] | None,
+        headers: dict[str, str],
+    ) -> httpx.Response:
+        async with self._limiter:
+            await self._bucket.acquire()
+            pool = self._pool
+            pool.in_flight += 1
+            finished = False
+            try:
+                response = await pool.client.request(
+                    method, self.base_url + path, content=content, params=params, headers=headers
+                )
+                finished = True
+                return response
+            except httpx.PoolTimeout:
+                finished = True
+                self._retire(pool, "a request timed out waiting for a pooled connection")
+                raise
+            finally:
+                self._requests += 1
+                pool.in_flight -= 1
+                if not finished:  # cancelled (or failed) mid-request: the pool may leak a slot
+                    self._retire(pool, "a request was interrupted")
+                if pool.retired and pool.in_flight == 0:
+                    with trio.CancelScope(shield=True):
+                        await pool.client.aclose()
+
+    def _retire(self, pool: _Pool, why: str) -> None:
+        if pool.retired or pool is not self._pool:
+            return
+        logger.info("replacing Port's connection pool: %s", why)
+        pool.retired = True
+        self._pool = _Pool(self._factory())
+        self._resets += 1
+
+    def _backoff(self, attempt: int) -> float:
+        delay = self._base_delay * 2 ** (attempt - 1)
+        return float(min(self._max_delay, delay * random.uniform(0.8, 1.2)))
+
+    # --- entities -----------------------------------------------------------------------
+
+    async def upsert_entities(
+        self,
+        blueprint: str,
+        entities: Sequence[Mapping[str, Any]],
+        *,
+        merge: bool,
+        create_missing_related_entities: bool,
+    ) -> UpsertResult:
+        """Bulk upserts (≤ 20 entities and ≤ 1 MiB each, sent concurrently); 413 → one by one."""
+        params = {
+            "upsert": "true",
+            "merge": _flag(merge),
+            "create_missing_related_entities": _flag(create_missing_related_entities),
+        }
+        upserted: list[Any] = []
+        errors: list[EntityError] = []
+
+        async def send(batch: list[Mapping[str, Any]]) -> None:
+            result = await self._upsert_batch(blueprint, batch, params)
+            upserted.extend(result.upserted)
+            errors.extend(result.errors)
+
+        async with trio.open_nursery() as nursery:
+            for batch in _batches(entities):
+                nursery.start_soon(send, batch)
+        return UpsertResult(tuple(upserted), tuple(errors))
+
+    async def _upsert_batch(
+        self, blueprint: str, batch: list[Mapping[str, Any]], params: Mapping[str, str]
+    ) -> UpsertResult:
+        path = f"/v1/blueprints/{quote(blueprint, safe='')}/entities/bulk"
+        response = await self.request(
+            "POST",
+            path,
+            json_body={"entities": batch},
+            params=params,
+            retryable=True,
+            accept=(413,),
+        )
+        if response.status_code == 413:
+            logger.info("bulk upsert of %d entities too large: sending them one by one", len(batch))
+            return await self._upsert_singly(blueprint, batch, params)
+        data = response.json()
+        upserted = tuple(e.get("identifier") for e in data.get("entities", []))
+        errors = tuple(
+            EntityError(
+                blueprint,
+                e.get("identifier", batch[e["index"]].get("identifier") if "index" in e else None),
+                int(e.get("statusCode", 422)),
+                str(e.get("error", "error")),
+                str(e.get("message", "")),
+            )
+            for e in data.get("errors", [])
+        )
+        return UpsertResult(upserted, errors)
+
+    async def _upsert_singly(
+        self, blueprint: str, batch: list[Mapping[str, Any]], params: Mapping[str, str]
+    ) -> UpsertResult:
+        upserted: list[Any] = []
+        errors: list[EntityError] = []
+
+        async def one(entity: Mapping[str, Any]) -> None:
+            try:
+                await self.upsert_entity(blueprint, entity, params=params)
+                upserted.append(entity.get("identifier"))
+            except PortApiError as error:
+                if error.transient:
+                    raise
+                errors.append(
+                    EntityError(
+                        blueprint, entity.get("identifier"), error.status, error.code, error.message
+                    )
+                )
+
+        async with trio.open_nursery() as nursery:
+            for entity in batch:
+                nursery.start_soon(one, entity)
+        return UpsertResult(tuple(upserted), tuple(errors))
+
+    async def upsert_entity(
+        self, blueprint: str, entity: Mapping[str, Any], *, params: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """One upsert; returns Port's stored entity."""
+        path = f"/v1/blueprints/{quote(blueprint, safe='')}/entities"
+        response = await self.request("POST", path, json_body=entity, params=params, retryable=True)
+        return dict(response.json().get("entity", {}))
+
+    async def delete_entities(
+        self, blueprint: str, identifiers: Sequence[str], *, delete_dependents: bool
+    ) -> list[str]:
+        """Bulk deletes (≤ 100 per request); returns the identifiers Port deleted."""
+        path = f"/v1/blueprints/{quote(blueprint, safe='')}/bulk/entities/delete"
+        params = {"delete_dependents": _flag(delete_dependents)}
+        deleted: list[str] = []
+        for start in range(0, len(identifiers), BULK_DELETE_MAX):
+            chunk = list(identifiers[start : start + BULK_DELETE_MAX])
+            response = await self.request(
+                "POST", path, json_body={"entities": chunk}, params=params, retryable=True
+            )
+            deleted.extend(response.json().get("deletedEntities", []))
+        return deleted
+
+    async def delete_entity(
+        self, blueprint: str, identifier: str, *, delete_dependents: bool
+    ) -> bool:
+        """Delete one entity; False when Port did not have it."""
+        path = f"/v1/blueprints/{quote(blueprint, safe='')}/entities/{quote(identifier, safe='')}"
+        response = await self.request(
+            "DELETE",
+            path,
+            params={"delete_dependents": _flag(delete_dependents)},
+            retryable=True,
+            accept=(404,),
+        )
+        return response.status_code != 404
+
+    async def search_entities(self, query: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Entities matching a Port search query (``{combinator, rules}``)."""
+        response = await self.request(
+            "POST", "/v1/entities/search", json_body=query, retryable=True
+        )
+        return list(response.json().get("entities", []))
+
+    # --- blueprints and the integration -------------------------------------------------
+
+    async def get_blueprint(self, identifier: str) -> dict[str, Any] | None:
+        response = await self.request(
+            "GET", f"/v1/blueprints/{quote(identifier, safe='')}", retryable=True, accept=(404,)
+        )
+        return None if response.status_code == 404 else dict(response.json()["blueprint"])
+
+    async def create_blueprint(self, blueprint: Mapping[str, Any]) -> None:
+        """Create a blueprint; one that already exists (409) is left as it is."""
+        await self.request(
+            "POST", "/v1/blueprints", json_body=blueprint, retryable=True, accept=(409,)
+        )
+
+    async def get_integration(self, identifier: str) -> dict[str, Any] | None:
+        response = await self.request(
+            "GET", f"/v1/integration/{quote(identifier, safe='')}", retryable=True, accept=(404,)
+        )
+        return None if response.status_code == 404 else dict(response.json()["integration"])
+
+    async def create_integration(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        response = await self.request("POST", "/v1/integration", json_body=body, retryable=False)
+        return dict(response.json()["integration"])
+
+    async def patch_integration(self, identifier: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        response = await self.request(
+            "PATCH",
+            f"/v1/integration/{quote(identifier, safe='')}",
+            json_body=body,
+            retryable=False,
+        )
+        return dict(response.json()["integration"])
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _batches(entities: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """Greedy batches of at most 20 entities and 1 MiB of JSON."""
+    batches: list[list[Mapping[str, Any]]] = []
+    current: list[Mapping[str, Any]] = []
+    size = 0
+    for entity in entities:
+        entity_size = len(json.dumps(entity)) + 1
+        if current and (len(current) == BULK_MAX_ENTITIES or size + entity_size > BULK_MAX_BYTES):
+            batches.append(current)
+            current, size = [], 0
+        current.append(entity)
+        size += entity_size
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _asked_delay(response: httpx.Response) -> float | None:
+    """Seconds the server asks to wait: ``Retry-After`` (seconds or date), ``x-ratelimit-reset``."""
+    for name in ("retry-after", "x-ratelimit-reset"):
+        raw = response.headers.get(name)
+        if not raw:
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(raw) if name == "retry-after" else None
+            if parsed is None:
+                continue
+            return max(0.0, parsed.timestamp() - time.time())
+        if not math.isfinite(value):
+            continue
+        # Large values are epoch timestamps (as Ocean reads them).
+        return max(0.0, value - time.time()) if value > 10_000 else max(0.0, value)
+    return None
+
+
+def _error(response: httpx.Response, method: str, path: str) -> PortApiError:
+    try:
+        data = response.json()
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    return PortApiError(
+        response.status_code,
+        str(data.get("error", "http_error")),
+        str(data.get("message", response.text[:200])),
+        method=method,
+        path=path,
+    )
