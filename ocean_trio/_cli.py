@@ -1,4 +1,5 @@
-"""The ``ocean-trio`` command line: ``sail`` an integration, ``map`` items offline, manage ``events``."""
+"""The ``ocean-trio`` command line: ``sail`` an integration, ``map`` items offline, manage
+``events``, run a ``port-emulator``."""
 
 from __future__ import annotations
 
@@ -42,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     purge = actions.add_parser("purge", help="delete dead and rejected events")
     purge.add_argument("path", type=Path, nargs="?", default=Path("."), help="integration folder")
     purge.add_argument("--status", choices=["rejected", "dead", "done", "no_match"])
+
+    emulator = commands.add_parser(
+        "port-emulator", help="serve an emulator of Port's API (for trying the port sink)"
+    )
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=5555)
+    emulator.add_argument("--client-id", default="client-id")
+    emulator.add_argument("--client-secret", default="client-secret")
     return parser
 
 
@@ -63,6 +72,15 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_map_command(
                 args.config, args.kind, args.input, stdout=sys.stdout, stderr=sys.stderr
+            )
+        if args.command == "port-emulator":
+            from .testing._port_emulator import run_port_emulator
+
+            return run_port_emulator(
+                args.host,
+                args.port,
+                client_id=args.client_id,
+                client_secret=args.client_secret,
             )
         if args.command == "events":
             from .live_events._events_cli import run_events_command

@@ -8,8 +8,8 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -324,9 +324,14 @@ class PortClient:
             upserted.extend(result.upserted)
             errors.extend(result.errors)
 
-        async with trio.open_nursery() as nursery:
-            for batch in _batches(entities):
-                nursery.start_soon(send, batch)
+        batches = _batches(entities)
+        if len(batches) == 1:
+            await send(batches[0])
+        else:
+            with _one_error():
+                async with trio.open_nursery() as nursery:
+                    for batch in batches:
+                        nursery.start_soon(send, batch)
         return UpsertResult(tuple(upserted), tuple(errors))
 
     async def _upsert_batch(
@@ -377,9 +382,10 @@ class PortClient:
                     )
                 )
 
-        async with trio.open_nursery() as nursery:
-            for entity in batch:
-                nursery.start_soon(one, entity)
+        with _one_error():
+            async with trio.open_nursery() as nursery:
+                for entity in batch:
+                    nursery.start_soon(one, entity)
         return UpsertResult(tuple(upserted), tuple(errors))
 
     async def upsert_entity(
@@ -460,6 +466,32 @@ class PortClient:
         return dict(response.json()["integration"])
 
 
+@contextmanager
+def _one_error() -> Iterator[None]:
+    """Concurrent requests that failed raise one of their errors (a transient one first), not a
+    group: callers (the applier) decide on retries by the error's kind."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        if any(not isinstance(e, Exception) for e in leaves):
+            raise  # Cancelled and friends go on as they are
+        transient = [
+            e
+            for e in leaves
+            if isinstance(e, httpx.TransportError) or (isinstance(e, PortApiError) and e.transient)
+        ]
+        raise (transient or leaves)[0] from group
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            yield from _leaves(error)
+        else:
+            yield error
+
+
 def _flag(value: bool) -> str:
     return "true" if value else "false"
 
@@ -490,7 +522,10 @@ def _asked_delay(response: httpx.Response) -> float | None:
         try:
             value = float(raw)
         except ValueError:
-            parsed = email.utils.parsedate_to_datetime(raw) if name == "retry-after" else None
+            try:
+                parsed = email.utils.parsedate_to_datetime(raw) if name == "retry-after" else None
+            except (TypeError, ValueError):
+                parsed = None
             if parsed is None:
                 continue
             return max(0.0, parsed.timestamp() - time.time())

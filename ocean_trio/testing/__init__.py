@@ -2,7 +2,7 @@
 
 ``serve_integration`` runs an integration's whole component tree with a real hypercorn on
 127.0.0.1 (port 0) and gives an httpx client for it, plus a way to wait for event outcomes
-without sleeping.
+without sleeping. ``PortEmulator`` stands in for Port's API (``serve_port_emulator``).
 """
 
 from __future__ import annotations
@@ -26,8 +26,18 @@ from .._serve import serve_asgi
 from .._settings import Settings, load_settings
 from ..live_events._journal import JournalEntry
 from ..live_events._outcome import EventOutcome
+from ._port_emulator import Faults, PortEmulator, RecordedRequest, serve_port_emulator
 
-__all__ = ["TestServer", "make_settings", "serve_integration", "sign_hmac_sha256"]
+__all__ = [
+    "Faults",
+    "PortEmulator",
+    "RecordedRequest",
+    "TestServer",
+    "make_settings",
+    "serve_integration",
+    "serve_port_emulator",
+    "sign_hmac_sha256",
+]
 
 # Bound, and large enough for every test: outcomes beyond it are dropped (see observe()).
 _OUTCOME_BUFFER = 100_000

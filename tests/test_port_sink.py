@@ -1,0 +1,202 @@
+"""The Port sink end to end: webhook → processors → mapping → Port (the emulator, on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ocean_trio import (
+    AbstractWebhookProcessor,
+    ConfigError,
+    Entity,
+    EntityChanges,
+    EventHeaders,
+    EventPayload,
+    EventStatus,
+    Integration,
+    ResourceConfig,
+    WebhookEvent,
+    WebhookEventRawResults,
+)
+from ocean_trio.catalog._port_client import PortClient
+from ocean_trio.catalog._port_sink import PortSink
+from ocean_trio.testing import TestServer, make_settings, serve_integration
+from ocean_trio.testing._port_emulator import PortEmulator, serve_port_emulator
+
+BLUEPRINTS = [
+    {
+        "identifier": "item",
+        "title": "Item",
+        "schema": {"properties": {"status": {"type": "string"}}},
+    },
+    {
+        "identifier": "urgentItem",
+        "title": "Urgent",
+        "schema": {"properties": {"priority": {"type": "string"}}},
+    },
+]
+
+
+class ItemProcessor(AbstractWebhookProcessor):
+    @classmethod
+    def group_key(cls, event: WebhookEvent) -> str | None:
+        return str(event.payload["item"]["id"])
+
+    async def should_process_event(self, event: WebhookEvent) -> bool:
+        return True
+
+    async def get_matching_kinds(self, event: WebhookEvent) -> list[str]:
+        return ["item"]
+
+    async def authenticate(self, payload: EventPayload, headers: EventHeaders) -> bool:
+        return True
+
+    async def validate_payload(self, payload: EventPayload) -> bool:
+        return True
+
+    async def handle_event(
+        self, payload: EventPayload, resource_config: ResourceConfig
+    ) -> WebhookEventRawResults:
+        if payload.get("action") == "deleted":
+            return WebhookEventRawResults(
+                updated_raw_results=[], deleted_raw_results=[payload["item"]]
+            )
+        return WebhookEventRawResults(updated_raw_results=[payload["item"]], deleted_raw_results=[])
+
+
+@asynccontextmanager
+async def served(root: Path, tmp_path: Path, emulator: PortEmulator) -> AsyncIterator[TestServer]:
+    (root / ".port" / "resources" / "blueprints.json").write_text(json.dumps(BLUEPRINTS))
+    integration = Integration(root)
+    integration.add_webhook_processor("/webhook", ItemProcessor)
+    async with serve_port_emulator(emulator) as url:
+        settings = make_settings(
+            tmp_path,
+            catalog={"type": "port"},
+            port={
+                "baseUrl": url,
+                "clientId": emulator.client_id,
+                "clientSecret": emulator.client_secret,
+            },
+            integration={"identifier": "my-items", "type": "items"},
+        )
+        async with serve_integration(integration, settings) as server:
+            yield server
+
+
+def item(identifier: str, **fields: Any) -> dict[str, Any]:
+    return {"item": {"id": identifier, "title": identifier, "status": "open", **fields}}
+
+
+async def test_webhooks_end_up_as_entities_in_port(integration_root: Path, tmp_path: Path) -> None:
+    emulator = PortEmulator()
+    async with served(integration_root, tmp_path, emulator) as server:
+        # start-up created the missing blueprints and the integration with the local mapping
+        assert set(emulator.blueprints) == {"item", "urgentItem"}
+        assert emulator.integrations["my-items"]["config"]["resources"][0]["kind"] == "item"
+
+        assert (await server.post_event("/webhook", item("A", priority="high"))).status_code == 202
+        [(_, outcome)] = await server.next_outcomes(1)
+        assert outcome.status is EventStatus.DONE
+        stored = emulator.entities[("item", "A")]
+        assert stored["properties"] == {"status": "open"}
+        assert stored["datasource"] == "port-ocean/items/0.1.0/my-items/exporter"
+        assert ("urgentItem", "A") in emulator.entities
+
+        # no longer urgent: deleted there; then deleted everywhere
+        await server.post_event("/webhook", item("A", priority="low"))
+        await server.post_event("/webhook", {**item("A"), "action": "deleted"})
+        await server.next_outcomes(2)
+        assert emulator.entities == {}
+        assert (await server.client.get("/catalog/entities")).status_code == 404
+        health = (await server.client.get("/health/ready")).json()
+        assert health["port"]["requests"] >= 5
+
+
+async def test_the_mapping_in_port_wins_over_the_local_file(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    emulator = PortEmulator()
+    emulator.blueprints["thing"] = {"identifier": "thing", "title": "Thing"}
+    emulator.integrations["my-items"] = {
+        "identifier": "my-items",
+        "config": {
+            "resources": [
+                {
+                    "kind": "item",
+                    "selector": {"query": "true"},
+                    "port": {"entity": {"mappings": {"identifier": ".id", "blueprint": '"thing"'}}},
+                }
+            ]
+        },
+    }
+    async with served(integration_root, tmp_path, emulator) as server:
+        await server.post_event("/webhook", item("B"))
+        await server.next_outcomes(1)
+        assert list(emulator.entities) == [("thing", "B")]
+
+
+async def test_an_entity_port_refuses_dead_letters_its_event_only(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    emulator = PortEmulator()
+    async with served(integration_root, tmp_path, emulator) as server:
+        await server.post_event("/webhook", item("bad id"))  # spaces are not allowed by Port
+        await server.post_event("/webhook", item("C"))
+        outcomes = {e.event.payload["item"]["id"]: o for e, o in await server.next_outcomes(2)}
+        assert outcomes["C"].status is EventStatus.DONE
+        assert outcomes["bad id"].status is EventStatus.DEAD
+        assert "invalid_identifier" in (outcomes["bad id"].error or "")
+        assert ("item", "C") in emulator.entities
+
+
+async def test_a_port_outage_is_retried(integration_root: Path, tmp_path: Path) -> None:
+    emulator = PortEmulator()
+    async with served(integration_root, tmp_path, emulator) as server:
+        emulator.faults.fail(
+            503, path="/v1/blueprints/item/entities/bulk", times=2, retry_after=0.01
+        )
+        await server.post_event("/webhook", item("D"))
+        [(_, outcome)] = await server.next_outcomes(1)
+        assert outcome.status is EventStatus.DONE
+        assert ("item", "D") in emulator.entities
+
+
+async def test_many_events_are_coalesced_into_bulk_calls() -> None:
+    emulator = PortEmulator()
+    emulator.blueprints["item"] = {"identifier": "item", "title": "Item"}  # any property
+    async with (
+        serve_port_emulator(emulator) as url,
+        PortClient.open(
+            base_url=url,
+            client_id=emulator.client_id,
+            client_secret=emulator.client_secret,
+            user_agent="port-ocean/test/0.1.0/t/exporter",
+        ) as client,
+    ):
+        batch = [
+            EntityChanges((Entity(f"e{i % 30}", "item", properties={"n": i}),)) for i in range(60)
+        ]
+        batch.append(EntityChanges(deletes=(Entity("e0", "item"),)))
+        await PortSink(client).apply(batch)
+    # 60 events on 30 entities: 30 upserts (last value wins) in 2 bulk calls, 1 bulk delete
+    assert emulator.calls("POST", "/v1/blueprints/item/entities/bulk") == 2
+    assert emulator.calls("POST", "/v1/blueprints/item/bulk/entities/delete") == 1
+    assert emulator.entities[("item", "e29")]["properties"] == {"n": 59}
+    assert ("item", "e0") not in emulator.entities
+
+
+async def test_port_settings_are_required(integration_root: Path, tmp_path: Path) -> None:
+    integration = Integration(integration_root)
+    integration.add_webhook_processor("/webhook", ItemProcessor)
+    settings = make_settings(tmp_path, catalog={"type": "port"})
+    with pytest.raises(
+        ConfigError, match=r"port.clientId .*port.clientSecret .*integration.identifier"
+    ):
+        async with serve_integration(integration, settings):
+            pass
