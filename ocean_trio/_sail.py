@@ -15,6 +15,7 @@ from ._asgi import OceanASGI
 from ._ocean import load_integration
 from ._serve import serve_asgi
 from ._settings import Settings, load_settings
+from .catalog._port_client import PortClient
 
 logger = logging.getLogger("ocean_trio")
 
@@ -49,7 +50,7 @@ async def sail(root: Path, settings: Settings) -> None:
                     )
                 )
                 app.served_at(urls)
-                _banner(root, app.base_url, sorted(app.pipelines))
+                _banner(root, app.base_url, sorted(app.pipelines), port=app.port)
                 async for signum in signals:
                     logger.info("%s received: draining, then stopping", signal.Signals(signum).name)
                     app.stopping.set()
@@ -57,11 +58,20 @@ async def sail(root: Path, settings: Settings) -> None:
                     break
 
 
-def _banner(root: Path, base_url: str, webhook_paths: list[str]) -> None:
+def _banner(
+    root: Path, base_url: str, webhook_paths: list[str], *, port: PortClient | None
+) -> None:
+    catalog = (
+        [f"  catalog      : Port's API at {port.base_url}"]
+        if port is not None
+        else [
+            f"  catalog page : {base_url}/catalog/",
+            f"  catalog API  : {base_url}/catalog/entities",
+        ]
+    )
     lines = [
         f"ocean-trio: integration {root.name!r} is sailing on {base_url}",
-        f"  catalog page : {base_url}/catalog/",
-        f"  catalog API  : {base_url}/catalog/entities",
+        *catalog,
         f"  health       : {base_url}/health/ready",
         *(f"  webhook      : POST {base_url}{path}" for path in webhook_paths),
     ]

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import trio
 
 from ocean_trio import (
     AbstractWebhookProcessor,
@@ -27,6 +33,10 @@ from ocean_trio.catalog._port_client import PortClient
 from ocean_trio.catalog._port_sink import PortSink
 from ocean_trio.testing import TestServer, make_settings, serve_integration
 from ocean_trio.testing._port_emulator import PortEmulator, serve_port_emulator
+
+from .test_servers import _free_port
+
+DEMO = Path(__file__).resolve().parent.parent / "integrations" / "fake"
 
 BLUEPRINTS = [
     {
@@ -200,3 +210,58 @@ async def test_port_settings_are_required(integration_root: Path, tmp_path: Path
     ):
         async with serve_integration(integration, settings):
             pass
+
+
+@pytest.mark.slow
+async def test_the_demo_sails_into_the_port_emulator(tmp_path: Path) -> None:
+    """The documented try-out: ``ocean-trio port-emulator`` + the fake integration with the
+    port sink, both as subprocesses; the demo's entities arrive in the emulator."""
+    emulator_port, app_port = _free_port(), _free_port()
+    env = {
+        **os.environ,
+        "OCEAN__CATALOG__TYPE": "port",
+        "OCEAN__PORT__BASE_URL": f"http://127.0.0.1:{emulator_port}",
+        "OCEAN__PORT__CLIENT_ID": "client-id",
+        "OCEAN__PORT__CLIENT_SECRET": "client-secret",
+        "OCEAN__INTEGRATION__IDENTIFIER": "fake-tracker",
+        "OCEAN__INTEGRATION__CONFIG__FAKE_API_PORT": "0",
+        "OCEAN__STATE_PATH": str(tmp_path / "state"),
+        "OCEAN__LOG_LEVEL": "WARNING",
+    }
+    cli = [sys.executable, "-m", "ocean_trio"]
+    demo = DEMO
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes = [
+        await trio.lowlevel.open_process(
+            [*cli, "port-emulator", "--port", str(emulator_port)], env=env, **quiet
+        )
+    ]
+    try:
+        async with httpx.AsyncClient() as client:
+            with trio.fail_after(30):
+                while True:  # another process: poll until it listens
+                    try:
+                        await client.get(f"http://127.0.0.1:{emulator_port}/_emulator/entities")
+                        break
+                    except httpx.TransportError:
+                        await trio.sleep(0.1)
+                processes.append(
+                    await trio.lowlevel.open_process(
+                        [*cli, "sail", str(demo), "--port", str(app_port)], env=env, **quiet
+                    )
+                )
+                while True:
+                    entities = (
+                        await client.get(f"http://127.0.0.1:{emulator_port}/_emulator/entities")
+                    ).json()["entities"]
+                    if {"issue", "project"} <= {e["blueprint"] for e in entities}:
+                        break
+                    assert processes[1].returncode is None, "the demo exited"
+                    await trio.sleep(0.2)
+    finally:
+        for process in reversed(processes):
+            process.send_signal(signal.SIGTERM)
+            with trio.fail_after(20):
+                await process.wait()
+    assert all(e["datasource"].startswith("port-ocean/fake/") for e in entities)
+    assert [p.returncode for p in processes] == [0, 0]
