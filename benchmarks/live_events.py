@@ -172,6 +172,66 @@ async def _sample_rss(
             await trio.sleep(0.2)
 
 
+async def run_ocean_port(
+    events: int, concurrency: int, workers: int, journal: str
+) -> dict[str, Any]:
+    """One ocean-trio run with the Port sink against the Port API emulator (its own process)."""
+    port, emulator_port = _free_port(), _free_port()
+    emulator_url = f"http://127.0.0.1:{emulator_port}"
+    with tempfile.TemporaryDirectory() as state:
+        env = {
+            **os.environ,
+            "OCEAN__STATE_PATH": state,
+            "OCEAN__EVENT_WORKERS_COUNT": str(workers),
+            "OCEAN__LIVE_EVENTS__MAX_PENDING_EVENTS": str(max(events, 10_000)),
+            "OCEAN__LIVE_EVENTS__JOURNAL__TYPE": journal,
+            "OCEAN__LOG_LEVEL": "WARNING",
+            "OCEAN__CATALOG__TYPE": "port",
+            "OCEAN__PORT__BASE_URL": emulator_url,
+            "OCEAN__PORT__CLIENT_ID": "client-id",
+            "OCEAN__PORT__CLIENT_SECRET": "client-secret",
+            "OCEAN__INTEGRATION__IDENTIFIER": "bench",
+            "OCEAN__INTEGRATION__TYPE": "bench",
+        }
+        emulator_argv = [sys.executable, "-m", "ocean_trio", "port-emulator"]
+        emulator_argv += ["--port", str(emulator_port)]
+        argv = [sys.executable, "-m", "hypercorn", "--worker-class", "trio", "-w", "0"]
+        argv += ["-b", f"127.0.0.1:{port}", "benchmarks.bench_integration.main:app"]
+        async with trio.open_nursery() as nursery:
+            emulator = await _server(emulator_argv, env, nursery)
+            await _wait_http(f"{emulator_url}/_emulator/requests", emulator)
+            process = await _server(argv, env, nursery)
+            await _wait_http(f"http://127.0.0.1:{port}/health/live", process)
+            async with httpx.AsyncClient(timeout=60) as client:
+                before = len(
+                    (await client.get(f"{emulator_url}/_emulator/requests")).json()["requests"]
+                )
+                load = await _loadgen(port, events, concurrency)
+                completed = await _wait_completed(port, load["accepted"], process)
+                finished = time.time()
+                requests = (await client.get(f"{emulator_url}/_emulator/requests")).json()[
+                    "requests"
+                ]
+                stored = (await client.get(f"{emulator_url}/_emulator/entities")).json()["entities"]
+            rss = _peak_rss_mb(process.pid)
+            process.terminate()
+            emulator.terminate()
+    calls = requests[before:]
+    bulk = [r for r in calls if r["path"].endswith("/entities/bulk")]
+    return {
+        "accept_rate": load["accept_rate"],
+        "end_to_end_rate": completed / (finished - load["first_post_wall"]),
+        "port_calls": len(calls),
+        "port_calls_per_1000_events": 1000 * len(calls) / events,
+        "bulk_upserts": len(bulk),
+        "entities_per_bulk_upsert": sum(1 for e in stored if e["blueprint"] == "benchItem")
+        / max(1, len(bulk)),
+        "peak_rss_mb": rss,
+        "lost_events": events - sum(1 for e in stored if e["blueprint"] == "benchItem"),
+        "load": load,
+    }
+
+
 async def _wait_completed(port: int, accepted: int, process: trio.Process) -> int:
     url = f"http://127.0.0.1:{port}/health/ready"
     async with httpx.AsyncClient() as client:
@@ -214,6 +274,8 @@ def _median(runs: list[dict[str, Any]], key: str) -> float:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.soak:
         return await soak(args)
+    if args.sink == "port":
+        return await port_sink(args)
     ceilings, oceans = [], []
     for _ in range(args.runs):
         ceilings.append(await run_ceiling(args.events, args.concurrency))
@@ -257,6 +319,34 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def port_sink(args: argparse.Namespace) -> dict[str, Any]:
+    """The same load with the Port sink (emulator), next to the same run's ceiling."""
+    ceilings, oceans = [], []
+    for _ in range(args.runs):
+        ceilings.append(await run_ceiling(args.events, args.concurrency))
+        oceans.append(
+            await run_ocean_port(args.events, args.concurrency, args.workers, args.journal)
+        )
+    ratios = [
+        o["end_to_end_rate"] / c["accept_rate"] for c, o in zip(ceilings, oceans, strict=True)
+    ]
+    return {
+        "benchmark": "live_events_port_sink",
+        "events": args.events,
+        "runs": args.runs,
+        "journal": args.journal,
+        "ceiling_rate": _median(ceilings, "accept_rate"),
+        "accept_rate": _median(oceans, "accept_rate"),
+        "end_to_end_rate": _median(oceans, "end_to_end_rate"),
+        "ratio_end_to_end_to_ceiling": float(statistics.median(ratios)),
+        "port_calls_per_1000_events": _median(oceans, "port_calls_per_1000_events"),
+        "entities_per_bulk_upsert": _median(oceans, "entities_per_bulk_upsert"),
+        "peak_rss_mb": _median(oceans, "peak_rss_mb"),
+        "lost_events": max(r["lost_events"] for r in oceans),
+        "per_run": {"ceiling": ceilings, "ocean_trio": oceans},
+    }
+
+
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
     """Memory under sustained load: RSS after 10,000 events vs after ``--soak`` events.
 
@@ -292,6 +382,7 @@ def cli() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--journal", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument("--sink", choices=["local", "port"], default="local")
     parser.add_argument("--paced-seconds", type=float, default=15.0)
     parser.add_argument("--soak", type=int, help="one long run of this many events: RSS growth")
     args = parser.parse_args()
@@ -299,7 +390,13 @@ def cli() -> None:
     summary = trio.run(main, args)
     summary["wall_seconds"] = time.time() - started
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "live_events_soak" if args.soak else f"live_events_{args.journal}"
+    name = (
+        "live_events_soak"
+        if args.soak
+        else "live_events_port_sink"
+        if args.sink == "port"
+        else f"live_events_{args.journal}"
+    )
     (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))
     compact = {k: v for k, v in summary.items() if k != "per_run"}
     print(json.dumps(compact, indent=2))
