@@ -12,39 +12,30 @@ import pytest
 import trio
 
 from ocean_trio import (
-    AbstractWebhookProcessor,
     ConfigError,
     EventHeaders,
     EventPayload,
     EventStatus,
     Integration,
     ResourceConfig,
-    WebhookEvent,
     WebhookEventRawResults,
 )
 from ocean_trio.live_events._events_cli import run_events_command
 from ocean_trio.testing import make_settings, serve_integration
 
+from .processors import ItemProcessor
+
 TOKEN = "admin-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 
 
-class FlakyProcessor(AbstractWebhookProcessor):
+class FlakyProcessor(ItemProcessor):
     """Fails (non-retryably) while ``broken``; returns the payload's item otherwise."""
 
     broken: ClassVar[bool] = True
 
-    async def should_process_event(self, event: WebhookEvent) -> bool:
-        return True
-
-    async def get_matching_kinds(self, event: WebhookEvent) -> list[str]:
-        return ["item"]
-
     async def authenticate(self, payload: EventPayload, headers: EventHeaders) -> bool:
         return headers.get("x-token") != "wrong"
-
-    async def validate_payload(self, payload: EventPayload) -> bool:
-        return True
 
     async def handle_event(
         self, payload: EventPayload, resource_config: ResourceConfig

@@ -9,7 +9,6 @@ import pytest
 import trio
 
 from ocean_trio import (
-    AbstractWebhookProcessor,
     EventHeaders,
     EventPayload,
     EventStatus,
@@ -21,35 +20,20 @@ from ocean_trio import (
 )
 from ocean_trio.testing import make_settings, serve_integration
 
+from .processors import ItemProcessor as BaseItemProcessor
 
-class ItemProcessor(AbstractWebhookProcessor):
-    """Returns the payload's item as fresh data; deletes on ``action == "deleted"``."""
 
-    @classmethod
-    def group_key(cls, event: WebhookEvent) -> str | None:
-        item = event.payload.get("item")
-        return str(item["id"]) if isinstance(item, dict) and "id" in item else None
+class ItemProcessor(BaseItemProcessor):
+    """Only events with an ``item``; ``x-token: wrong`` fails authentication."""
 
     async def should_process_event(self, event: WebhookEvent) -> bool:
         return "item" in event.payload
-
-    async def get_matching_kinds(self, event: WebhookEvent) -> list[str]:
-        return ["item"]
 
     async def authenticate(self, payload: EventPayload, headers: EventHeaders) -> bool:
         return headers.get("x-token") != "wrong"
 
     async def validate_payload(self, payload: EventPayload) -> bool:
         return isinstance(payload["item"], dict) and "id" in payload["item"]
-
-    async def handle_event(
-        self, payload: EventPayload, resource_config: ResourceConfig
-    ) -> WebhookEventRawResults:
-        if payload.get("action") == "deleted":
-            return WebhookEventRawResults(
-                updated_raw_results=[], deleted_raw_results=[payload["item"]]
-            )
-        return WebhookEventRawResults(updated_raw_results=[payload["item"]], deleted_raw_results=[])
 
 
 def item_integration(root: Path) -> Integration:

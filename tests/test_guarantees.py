@@ -11,13 +11,10 @@ import pytest
 import trio
 
 from ocean_trio import (
-    AbstractWebhookProcessor,
-    EventHeaders,
     EventPayload,
     EventStatus,
     Integration,
     ResourceConfig,
-    WebhookEvent,
     WebhookEventRawResults,
 )
 from ocean_trio.catalog._local import LocalCatalog
@@ -25,31 +22,17 @@ from ocean_trio.live_events._signatures import GitHubSignature
 from ocean_trio.live_events._sqlite_journal import SqliteJournal
 from ocean_trio.testing import make_settings, serve_integration, sign_hmac_sha256
 
+from .processors import ItemProcessor as BaseItemProcessor
+
 SECRET = "s3cret"
 
 
-class ItemProcessor(AbstractWebhookProcessor):
+class ItemProcessor(BaseItemProcessor):
     """Returns the payload's item; counts what reached it; can be held at a gate."""
 
     seen: ClassVar[list[str]] = []
     gate: ClassVar[trio.Event | None] = None
     started: ClassVar[trio.Event] = trio.Event()  # set once two runs have started
-
-    @classmethod
-    def group_key(cls, event: WebhookEvent) -> str | None:
-        return str(event.payload["item"]["id"])
-
-    async def should_process_event(self, event: WebhookEvent) -> bool:
-        return True
-
-    async def get_matching_kinds(self, event: WebhookEvent) -> list[str]:
-        return ["item"]
-
-    async def authenticate(self, payload: EventPayload, headers: EventHeaders) -> bool:
-        return True
-
-    async def validate_payload(self, payload: EventPayload) -> bool:
-        return True
 
     async def handle_event(
         self, payload: EventPayload, resource_config: ResourceConfig

@@ -17,23 +17,18 @@ import pytest
 import trio
 
 from ocean_trio import (
-    AbstractWebhookProcessor,
     ConfigError,
     Entity,
     EntityChanges,
-    EventHeaders,
-    EventPayload,
     EventStatus,
     Integration,
-    ResourceConfig,
-    WebhookEvent,
-    WebhookEventRawResults,
 )
 from ocean_trio.catalog._port_client import PortClient
 from ocean_trio.catalog._port_sink import PortSink
 from ocean_trio.testing import TestServer, make_settings, serve_integration
 from ocean_trio.testing._port_emulator import PortEmulator, serve_port_emulator
 
+from .processors import ItemProcessor
 from .test_servers import _free_port
 
 DEMO = Path(__file__).resolve().parent.parent / "integrations" / "fake"
@@ -50,33 +45,6 @@ BLUEPRINTS = [
         "schema": {"properties": {"priority": {"type": "string"}}},
     },
 ]
-
-
-class ItemProcessor(AbstractWebhookProcessor):
-    @classmethod
-    def group_key(cls, event: WebhookEvent) -> str | None:
-        return str(event.payload["item"]["id"])
-
-    async def should_process_event(self, event: WebhookEvent) -> bool:
-        return True
-
-    async def get_matching_kinds(self, event: WebhookEvent) -> list[str]:
-        return ["item"]
-
-    async def authenticate(self, payload: EventPayload, headers: EventHeaders) -> bool:
-        return True
-
-    async def validate_payload(self, payload: EventPayload) -> bool:
-        return True
-
-    async def handle_event(
-        self, payload: EventPayload, resource_config: ResourceConfig
-    ) -> WebhookEventRawResults:
-        if payload.get("action") == "deleted":
-            return WebhookEventRawResults(
-                updated_raw_results=[], deleted_raw_results=[payload["item"]]
-            )
-        return WebhookEventRawResults(updated_raw_results=[payload["item"]], deleted_raw_results=[])
 
 
 @asynccontextmanager

@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ocean_trio import (
-    AbstractWebhookProcessor,
-    EventPayload,
     Integration,
-    ResourceConfig,
-    WebhookEvent,
-    WebhookEventRawResults,
 )
 from ocean_trio.testing import make_settings, serve_integration
 
-
-class ItemProcessor(AbstractWebhookProcessor):
-    async def should_process_event(self, event: WebhookEvent) -> bool:
-        return True
-
-    async def get_matching_kinds(self, event: WebhookEvent) -> list[str]:
-        return ["item"]
-
-    async def authenticate(self, payload: EventPayload, headers: dict[str, Any]) -> bool:
-        return True
-
-    async def validate_payload(self, payload: EventPayload) -> bool:
-        return True
-
-    async def handle_event(
-        self, payload: EventPayload, resource_config: ResourceConfig
-    ) -> WebhookEventRawResults:
-        return WebhookEventRawResults(updated_raw_results=[payload["item"]], deleted_raw_results=[])
+from ..processors import ItemProcessor
 
 
 def integration(root: Path) -> Integration:
