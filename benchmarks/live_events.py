@@ -29,6 +29,7 @@ import trio
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+BENCH_APP = "benchmarks.bench_integration.main:app"
 
 
 def _free_port() -> int:
@@ -78,20 +79,26 @@ async def _server(argv: list[str], env: dict[str, str], nursery: trio.Nursery) -
     return process
 
 
+def _hypercorn(port: int, app: str) -> list[str]:
+    """hypercorn's trio worker in the server process itself (``-w 0``), bound on loopback."""
+    return [sys.executable, "-m", "hypercorn", "--worker-class", "trio", "-w", "0",
+            "-b", f"127.0.0.1:{port}", app]  # fmt: skip
+
+
+def _ocean_env(state: str, workers: int, journal: str, max_pending: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "OCEAN__STATE_PATH": state,
+        "OCEAN__EVENT_WORKERS_COUNT": str(workers),
+        "OCEAN__LIVE_EVENTS__MAX_PENDING_EVENTS": str(max_pending),
+        "OCEAN__LIVE_EVENTS__JOURNAL__TYPE": journal,
+        "OCEAN__LOG_LEVEL": "WARNING",
+    }
+
+
 async def run_ceiling(events: int, concurrency: int) -> dict[str, Any]:
     port = _free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "hypercorn",
-        "--worker-class",
-        "trio",
-        "-w",
-        "0",
-        "-b",
-        f"127.0.0.1:{port}",
-        "benchmarks.ceiling:app",
-    ]
+    argv = _hypercorn(port, "benchmarks.ceiling:app")
     async with trio.open_nursery() as nursery:
         process = await _server(argv, dict(os.environ), nursery)
         await _wait_http(f"http://127.0.0.1:{port}/", process)
@@ -115,26 +122,8 @@ async def run_ocean(
     have completed, to compare with the RSS at the end (memory growth under sustained load)."""
     port = _free_port()
     with tempfile.TemporaryDirectory() as state:
-        env = {
-            **os.environ,
-            "OCEAN__STATE_PATH": state,
-            "OCEAN__EVENT_WORKERS_COUNT": str(workers),
-            "OCEAN__LIVE_EVENTS__MAX_PENDING_EVENTS": str(max_pending or max(events, 10_000)),
-            "OCEAN__LIVE_EVENTS__JOURNAL__TYPE": journal,
-            "OCEAN__LOG_LEVEL": "WARNING",
-        }
-        argv = [
-            sys.executable,
-            "-m",
-            "hypercorn",
-            "--worker-class",
-            "trio",
-            "-w",
-            "0",
-            "-b",
-            f"127.0.0.1:{port}",
-            "benchmarks.bench_integration.main:app",
-        ]
+        env = _ocean_env(state, workers, journal, max_pending or max(events, 10_000))
+        argv = _hypercorn(port, BENCH_APP)
         rss_samples: dict[str, float] = {}
         async with trio.open_nursery() as nursery:
             process = await _server(argv, env, nursery)
@@ -180,12 +169,7 @@ async def run_ocean_port(
     emulator_url = f"http://127.0.0.1:{emulator_port}"
     with tempfile.TemporaryDirectory() as state:
         env = {
-            **os.environ,
-            "OCEAN__STATE_PATH": state,
-            "OCEAN__EVENT_WORKERS_COUNT": str(workers),
-            "OCEAN__LIVE_EVENTS__MAX_PENDING_EVENTS": str(max(events, 10_000)),
-            "OCEAN__LIVE_EVENTS__JOURNAL__TYPE": journal,
-            "OCEAN__LOG_LEVEL": "WARNING",
+            **_ocean_env(state, workers, journal, max(events, 10_000)),
             "OCEAN__CATALOG__TYPE": "port",
             "OCEAN__PORT__BASE_URL": emulator_url,
             "OCEAN__PORT__CLIENT_ID": "client-id",
@@ -195,8 +179,7 @@ async def run_ocean_port(
         }
         emulator_argv = [sys.executable, "-m", "ocean_trio", "port-emulator"]
         emulator_argv += ["--port", str(emulator_port)]
-        argv = [sys.executable, "-m", "hypercorn", "--worker-class", "trio", "-w", "0"]
-        argv += ["-b", f"127.0.0.1:{port}", "benchmarks.bench_integration.main:app"]
+        argv = _hypercorn(port, BENCH_APP)
         async with trio.open_nursery() as nursery:
             emulator = await _server(emulator_argv, env, nursery)
             await _wait_http(f"{emulator_url}/_emulator/requests", emulator)

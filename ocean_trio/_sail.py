@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +41,8 @@ async def sail(root: Path, settings: Settings) -> None:
             asgi.attach(app)
             shutdown = trio.Event()
             async with trio.open_nursery() as nursery:
-                urls = await nursery.start(
-                    lambda task_status: serve_asgi(
-                        asgi,
-                        settings.http.host,
-                        settings.http.port,
-                        shutdown_trigger=shutdown,
-                        task_status=task_status,
-                    )
-                )
+                serve = partial(serve_asgi, asgi, settings.http.host, settings.http.port)
+                urls = await nursery.start(partial(serve, shutdown_trigger=shutdown))
                 app.served_at(urls)
                 _banner(root, app.base_url, sorted(app.pipelines), port=app.port)
                 async for signum in signals:

@@ -42,9 +42,7 @@ class Applier:
 
     While one write runs, new requests pile up in a bounded channel; the next write takes
     all of them (up to ``max_batch``) in one sink call, so the number of writes adapts to
-    the load instead of being one per event. Writes start at least ``min_interval`` apart:
-    under load each write then carries more changes (a commit costs far more than a row),
-    at the price of at most that much latency.
+    the load instead of being one per event.
     """
 
     def __init__(
@@ -53,7 +51,6 @@ class Applier:
         *,
         max_batch: int = 500,
         queue_size: int = 1024,
-        min_interval: float = 0.0,
         retry_delay: float = 0.5,
         max_retry_delay: float = 30.0,
         retry_horizon: float = 900.0,
@@ -64,7 +61,6 @@ class Applier:
         self._retrying = False
         self._sink = sink
         self._max_batch = max_batch
-        self._min_interval = min_interval
         self._send, self._recv = trio.open_memory_channel[_Request](queue_size)
         self._batches = 0
         self._applied = 0
@@ -86,7 +82,6 @@ class Applier:
         task_status.started()
         async with self._recv:
             async for first in self._recv:
-                started = trio.current_time()
                 batch = [first]
                 while len(batch) < self._max_batch:
                     try:
@@ -94,7 +89,6 @@ class Applier:
                     except trio.WouldBlock:
                         break
                 await self._write(batch)
-                await trio.sleep_until(started + self._min_interval)
 
     async def _write(self, batch: list[_Request]) -> None:
         # Stays set only if the write is cancelled mid-way: waiters must not take that as success.

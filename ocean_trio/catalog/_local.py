@@ -81,6 +81,8 @@ class LocalCatalog:
         try:
             yield catalog
         finally:
+            # Shielded so the file is closed even on cancellation; closing SQLite is local and
+            # quick, and a thread call cannot be abandoned anyway, so no deadline.
             with trio.CancelScope(shield=True):
                 await catalog._call(db.close)
 

@@ -25,6 +25,7 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 BULK_MAX_ENTITIES = 20
 BULK_MAX_BYTES = 1024 * 1024
 BULK_DELETE_MAX = 100
+CLOSE_SECONDS = 5.0  # closing connections must finish even when cancelled, but not hang
 
 
 class PortApiError(OceanError):
@@ -162,7 +163,7 @@ class PortClient:
         try:
             yield client
         finally:
-            with trio.CancelScope(shield=True):
+            with trio.move_on_after(CLOSE_SECONDS, shield=True):
                 await client._pool.client.aclose()
 
     def statistics(self) -> PortStatistics:
@@ -285,7 +286,7 @@ class PortClient:
                 if not finished:  # cancelled (or failed) mid-request: the pool may leak a slot
                     self._retire(pool, "a request was interrupted")
                 if pool.retired and pool.in_flight == 0:
-                    with trio.CancelScope(shield=True):
+                    with trio.move_on_after(CLOSE_SECONDS, shield=True):
                         await pool.client.aclose()
 
     def _retire(self, pool: _Pool, why: str) -> None:

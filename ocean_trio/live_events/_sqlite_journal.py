@@ -159,6 +159,8 @@ class SqliteJournal:
         try:
             yield journal
         finally:
+            # Shielded so the file is closed even on cancellation; closing SQLite is local and
+            # quick, and a thread call cannot be abandoned anyway, so no deadline.
             with trio.CancelScope(shield=True):
                 await journal._call(db.close)
 

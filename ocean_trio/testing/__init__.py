@@ -12,6 +12,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,15 +100,8 @@ async def serve_integration(
             pipeline.observe(send)
         shutdown = trio.Event()
         async with trio.open_nursery() as nursery:
-            urls = await nursery.start(
-                lambda task_status: serve_asgi(
-                    asgi,
-                    settings.http.host,
-                    settings.http.port,
-                    shutdown_trigger=shutdown,
-                    task_status=task_status,
-                )
-            )
+            serve = partial(serve_asgi, asgi, settings.http.host, settings.http.port)
+            urls = await nursery.start(partial(serve, shutdown_trigger=shutdown))
             app.served_at(urls)
             try:
                 async with httpx.AsyncClient(base_url=app.base_url, timeout=30) as client:
