@@ -30,7 +30,7 @@ class PortSettings:
     """Port's API (used when ``catalog.type`` is ``port``)."""
 
     client_id: str | None = None
-    client_secret: str | None = None
+    client_secret: str | None = attrs.field(default=None, repr=False)
     base_url: str = "https://api.getport.io"
 
 
@@ -40,7 +40,8 @@ class IntegrationSettings:
 
     identifier: str | None = None
     type: str | None = None
-    config: dict[str, Any] = attrs.field(factory=dict)
+    # Integrations keep their API tokens and webhook secrets here, so it stays out of repr.
+    config: dict[str, Any] = attrs.field(factory=dict, repr=False)
 
 
 @attrs.frozen(kw_only=True)
