@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trio
 
-from ocean_trio.testing._port_emulator import Faults, PortEmulator, serve_port_emulator
+from ocean_trio.testing import Faults, PortEmulator, serve_port_emulator
 
 UA = "port-ocean/jira/0.1.0/my-jira"
 UPSERT = {"upsert": "true", "merge": "true", "create_missing_related_entities": "false"}
