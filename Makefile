@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.live_events --journal memory
 	$(BIN)/python -m benchmarks.live_events --soak 200000
 	$(BIN)/python -m benchmarks.live_events --sink port --workers 32
+	$(BIN)/python -m benchmarks.big_bodies
 
 lint: $(STAMP)
 	$(BIN)/ruff check ocean_trio tests integrations benchmarks
