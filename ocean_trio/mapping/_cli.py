@@ -17,8 +17,9 @@ def run_map_command(
 ) -> int:
     """Map ``input_path`` (a JSON array of raw items) with every resource of ``kind``.
 
-    Prints ``{"passed": [...], "failed": [...], "errors": [...]}`` (entities in Port's shape,
-    ``parse_all`` as in live events); fields that came out null are warned about on stderr.
+    Prints ``{"passed": [...], "failed": [...], "errors": [...], "warnings": [...]}``
+    (entities in Port's shape, ``parse_all`` as in live events); fields that came out null are
+    also warned about on stderr.
     Returns 0, or 2 when the config, the kind or the input is invalid.
     """
     try:
@@ -48,6 +49,7 @@ def run_map_command(
         total.passed += result.passed
         total.failed += result.failed
         total.errors += result.errors
+        total.warnings += result.warnings
         for field, expression in result.misconfigurations.items():
             print(
                 f"warning: resources[{mapper.index}]: {field} ({expression!r}) gave null",

@@ -44,7 +44,21 @@ def first_output(expression: str) -> str:
     text = normalise(expression)
     if _SINGLE_OUTPUT.match(text):
         return f"({text})"
-    return f"(label $__first | (({text}) | ., break $__first), null)"
+    # The newlines end a trailing ``# comment`` (even one continued by a backslash), which
+    # would otherwise swallow the rest of the wrapper.
+    return f"(label $__first | (({text}\n\n) | ., break $__first), null)"
+
+
+def check_expression(expression: str) -> None:
+    """Compile ``expression`` on its own; raises ``JqError`` pointing into the user's text.
+
+    Only the single-quote rewrite is applied (it keeps every column), so jq's line and column
+    are those of the expression as written, not of a program built around it.
+    """
+    try:
+        jq.compile(_SINGLE_QUOTE.sub(r'\1"\2', expression))
+    except ValueError as error:
+        raise JqError(_compile_message(error)) from None
 
 
 def compile_program(body: str, *, allow_env: bool) -> Any:
@@ -57,8 +71,18 @@ def compile_program(body: str, *, allow_env: bool) -> Any:
 
 
 def to_json(value: Any) -> str:
-    """JSON text for jq; dates and datetimes become ISO strings as in Ocean."""
-    return json.dumps(value, default=_json_default, ensure_ascii=False)
+    """JSON text for jq, made as Ocean's ``compile_jq`` / ``make_json_compatible`` do.
+
+    Only when the value is not JSON serialisable, dates and datetimes become ISO strings and
+    every dict key is made a string with ``str()``; anything else still failing (a time, a
+    Decimal) raises ``TypeError``, which fails the item as it does in Ocean.
+    """
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except TypeError as error:
+        if "not JSON serializable" not in str(error):
+            raise
+    return json.dumps(_json_compatible(value), ensure_ascii=False)
 
 
 def run_first(program: Any, text: str) -> Any:
@@ -72,12 +96,31 @@ def run_first(program: Any, text: str) -> Any:
         raise JqError(_clean(error)) from None
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime.date | datetime.datetime | datetime.time):
+def _json_compatible(value: Any) -> Any:
+    # Ocean's make_json_compatible: dates (datetimes are dates) inside dicts and lists only.
+    if isinstance(value, datetime.date):
         return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    if isinstance(value, dict):
+        return {str(k): _json_compatible(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_compatible(v) for v in value]
+    return value
 
 
 def _clean(error: BaseException) -> str:
     message = str(error).strip()
     return message.replace(_ENV_GUARD, "")
+
+
+_COMPILE_ERRORS = re.compile(r"^jq: \d+ compile errors?$")
+
+
+def _compile_message(error: BaseException) -> str:
+    """jq's compile message without its ``jq: error:`` frame; the caret lines are kept."""
+    lines = []
+    for line in str(error).strip().splitlines():
+        if _COMPILE_ERRORS.match(line):
+            continue
+        line = line.removeprefix("jq: error: ").replace(" at <top-level>, ", " at ")
+        lines.append(line)
+    return "\n".join(lines)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .._entity import Entity, EntityKey
 from ..catalog._changes import EntityChanges
 from ._compiled import CompiledPortAppConfig
-from ._mapper import MappingIssue
+from ._mapper import CalculationResult, MappingIssue, ResourceMapper
+
+logger = logging.getLogger("ocean_trio.mapping")
 
 RawResult = tuple[int, Sequence[Any], Sequence[Any]]
 """``(resource index, updated raw items, deleted raw items)`` of one processor run."""
@@ -25,6 +28,19 @@ class _Collector:
     def upsert(self, entities: Iterable[Entity]) -> None:
         for entity in entities:
             self.upserts[entity.key] = entity
+
+    def take_issues(self, mapper: ResourceMapper, result: CalculationResult) -> None:
+        """Keep the errors for the caller; log the warnings, as Ocean only logs them."""
+        self.issues.extend(result.errors)
+        for warning in result.warnings:
+            logger.warning(
+                "resources[%d] (kind %s): item %d: %s: %s",
+                mapper.index,
+                mapper.kind,
+                warning.index,
+                warning.field,
+                warning.message,
+            )
 
     def delete(self, entities: Iterable[Entity]) -> None:
         # Search identifiers resolve only inside Port: such entities are never deleted (Ocean).
@@ -55,11 +71,11 @@ def live_event_changes(
             result = mapper.map_items(updated, parse_all=True)
             collected.upsert(result.passed)
             collected.delete(result.failed)
-            collected.issues.extend(result.errors)
+            collected.take_issues(mapper, result)
         if deleted:
             result = mapper.map_items(deleted, parse_all=False)
             collected.delete(result.passed)
-            collected.issues.extend(result.errors)
+            collected.take_issues(mapper, result)
     return collected.changes(compiled)
 
 
@@ -75,7 +91,7 @@ def register_raw_changes(
         result = mapper.map_items(items, parse_all=True)
         collected.upsert(result.passed)
         collected.delete(result.failed)
-        collected.issues.extend(result.errors)
+        collected.take_issues(mapper, result)
     return collected.changes(compiled)
 
 
@@ -92,5 +108,5 @@ def unregister_raw_changes(
             continue
         result = mapper.map_items(items, parse_all=False)
         collected.delete(result.passed)
-        collected.issues.extend(result.errors)
+        collected.take_issues(mapper, result)
     return collected.changes(compiled)

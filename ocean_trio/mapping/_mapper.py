@@ -9,8 +9,8 @@ import attrs
 
 from .._entity import UNSET, Entity
 from .._exceptions import MappingError
-from ._items_to_parse import ItemsToParse
-from ._jq import JqError, compile_program, first_output, run_first, to_json
+from ._items_to_parse import ItemsToParse, SkipItem
+from ._jq import JqError, check_expression, compile_program, first_output, run_first, to_json
 from ._models import IngestSearchQuery, ResourceConfig, Rule
 
 _FIELDS = ("identifier", "blueprint", "title", "icon", "team", "properties", "relations")
@@ -32,6 +32,10 @@ class MappingIssue:
 class CalculationResult:
     """Ocean's ``CalculationResult``: entities passing and failing the selector, and the problems.
 
+    ``errors`` are items Ocean fails (selector not boolean, an item jq cannot take, an entity
+    its model refuses, itemsToParse that cannot be merged): the item is skipped. ``warnings``
+    are what Ocean only logs: a field failing at run time (the field is ``null``, the entity
+    kept) and a raw item whose ``itemsToParse`` gives no array (it yields nothing).
     ``misconfigurations`` maps each field that came out ``null`` (``properties.url``) to its
     expression; ``dropped`` counts items whose identifier or blueprint came out empty.
     """
@@ -41,6 +45,7 @@ class CalculationResult:
     errors: list[MappingIssue] = attrs.field(factory=list)
     misconfigurations: dict[str, str] = attrs.field(factory=dict)
     dropped: int = 0
+    warnings: list[MappingIssue] = attrs.field(factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The ``ocean-trio map`` output: entities in Port's JSON shape."""
@@ -48,6 +53,7 @@ class CalculationResult:
             "passed": [e.to_port() for e in self.passed],
             "failed": [e.to_port() for e in self.failed],
             "errors": [e.to_json() for e in self.errors],
+            "warnings": [e.to_json() for e in self.warnings],
         }
 
 
@@ -63,18 +69,20 @@ def _tree(value: Any) -> _Tree:
         return {"property": value.property, "operator": value.operator, "value": value.value}
     if isinstance(value, Mapping):
         return {str(k): _tree(v) for k, v in value.items()}
-    return value if value is None else str(value)
+    # A field set to null in the mapping gives null and is a misconfiguration, as in Ocean.
+    return "null" if value is None else str(value)
 
 
 def _leaves(tree: _Tree, path: str) -> Iterable[tuple[str, str]]:
+    # Ocean's field paths: dotted, without list indexes (``relations.owner.rules.value``).
     if isinstance(tree, str):
         yield path, tree
     elif isinstance(tree, dict):
         for key, sub in tree.items():
             yield from _leaves(sub, f"{path}.{key}")
     elif isinstance(tree, list):
-        for i, sub in enumerate(tree):
-            yield from _leaves(sub, f"{path}[{i}]")
+        for sub in tree:
+            yield from _leaves(sub, path)
 
 
 class ResourceMapper:
@@ -82,7 +90,8 @@ class ResourceMapper:
 
     Every expression is compiled once, and the selector plus all fields also form a single
     jq program run once per item; an item on which it fails is re-run field by field, so one
-    failing field costs that field only (``null`` plus a misconfiguration), as in Ocean.
+    failing field costs that field only (``null``, a warning and a misconfiguration), as in
+    Ocean. Raises ``MappingError`` for an expression that is not valid jq on its own.
     """
 
     def __init__(self, resource: ResourceConfig, *, index: int = 0, allow_env: bool = True) -> None:
@@ -97,13 +106,27 @@ class ResourceMapper:
         self._leaves = [("selector", resource.selector.query)]
         for name, tree in self._set_fields.items():
             self._leaves.extend(_leaves(tree, name))
+        self._coerce_icon = "icon" in self._set_fields
+        self._coerce_team = "team" in self._set_fields
+        port = resource.port
+        # Each expression is checked on its own first, so an error points into the user's
+        # text and nothing can be valid only once embedded in our wrappers.
+        checked = list(self._leaves)
+        if port.items_to_parse:
+            checked.append(("itemsToParse", port.items_to_parse))
+        for field, expr in checked:
+            try:
+                check_expression(expr)
+            except JqError as error:
+                raise MappingError(
+                    f"resources[{index}] (kind {resource.kind}): {field}: invalid jq: {error}"
+                ) from None
         try:
             self._programs = [
                 compile_program(first_output(expr), allow_env=allow_env) for _, expr in self._leaves
             ]
             whole = ", ".join(first_output(expr) for _, expr in self._leaves)
             self._whole = compile_program(f"[{whole}]", allow_env=allow_env)
-            port = resource.port
             self._items_to_parse = (
                 ItemsToParse(
                     port.items_to_parse,
@@ -115,18 +138,10 @@ class ResourceMapper:
                 else None
             )
         except JqError as error:
-            field = self._failing_field(allow_env)
+            # Every expression is valid on its own, so this is a bug of ours in the wrappers.
             raise MappingError(
-                f"resources[{index}] (kind {resource.kind}): {field}: invalid jq: {error}"
+                f"resources[{index}] (kind {resource.kind}): cannot compile the mapping: {error}"
             ) from None
-
-    def _failing_field(self, allow_env: bool) -> str:
-        for name, expr in self._leaves:
-            try:
-                compile_program(first_output(expr), allow_env=allow_env)
-            except JqError:
-                return name
-        return "itemsToParse"
 
     @property
     def kind(self) -> str:
@@ -137,15 +152,20 @@ class ResourceMapper:
         return self.resource.port.entity.mappings.is_using_search_identifier
 
     def expand(self, items: Iterable[Any], result: CalculationResult) -> list[tuple[int, Any]]:
-        """``(input index, item)`` after ``itemsToParse``; items it cannot expand become errors."""
+        """``(input index, item)`` after ``itemsToParse``.
+
+        A raw item whose ``itemsToParse`` gives no array yields nothing and is a warning, as
+        in Ocean; one that gives elements but cannot be merged (not an object) is an error.
+        """
         if self._items_to_parse is None:
             return list(enumerate(items))
         expanded: list[tuple[int, Any]] = []
         for index, item in enumerate(items):
             try:
                 expanded.extend((index, merged) for merged in self._items_to_parse.expand(item))
-            except ValueError as error:
-                result.errors.append(MappingIssue(index, "itemsToParse", str(error)))
+            except SkipItem as skipped:
+                issues = result.errors if skipped.error else result.warnings
+                issues.append(MappingIssue(index, "itemsToParse", str(skipped)))
         return expanded
 
     def map_items(self, items: Iterable[Any], *, parse_all: bool = False) -> CalculationResult:
@@ -178,13 +198,30 @@ class ResourceMapper:
             return
         for i, (path, expr) in enumerate(self._leaves[1:], start=1):
             if values[i] is None:
-                result.misconfigurations.setdefault(path, expr)
+                # Ocean overwrites: the last expression of a path without indexes wins.
+                result.misconfigurations[path] = expr
             if i in field_errors:
-                result.errors.append(MappingIssue(index, path, field_errors[i]))
+                result.warnings.append(MappingIssue(index, path, field_errors[i]))
         fields = self._assemble(values[1:])
         if not fields.get("identifier") or not fields.get("blueprint"):
             result.dropped += 1
             return
+        # Ocean's Entity model (pydantic v1): icon is ``str | None`` and team ``str | None |
+        # list | dict``; its str coerces numbers and booleans with str() (5 → "5", true →
+        # "True") and refuses anything else.
+        if self._coerce_icon:
+            icon = fields["icon"]
+            if isinstance(icon, int | float):
+                fields["icon"] = str(icon)
+            elif icon is not None and not isinstance(icon, str):
+                result.errors.append(
+                    MappingIssue(
+                        index, "icon", f"icon must be a string or null, got {_short(icon)}"
+                    )
+                )
+                return
+        if self._coerce_team and isinstance(fields["team"], int | float):
+            fields["team"] = str(fields["team"])
         entity = Entity(**fields)
         (result.passed if selected else result.failed).append(entity)
 

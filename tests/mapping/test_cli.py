@@ -33,19 +33,22 @@ def run(tmp_path: Path, config: str, kind: str, items: object) -> tuple[int, str
     return code, out.getvalue(), err.getvalue()
 
 
-def test_prints_passed_failed_and_errors_as_port_entities(tmp_path: Path) -> None:
+def test_prints_passed_failed_errors_and_warnings_as_port_entities(tmp_path: Path) -> None:
     done = {**ISSUE, "key": "PROJ-2", "fields": {**ISSUE["fields"], "status": {"name": "Done"}}}
-    code, out, err = run(tmp_path, DOCS_EXAMPLE, "issue", [ISSUE, done, {"fields": "x"}])
+    # the selector fails on a string status (an error); no comments array only warns
+    odd = {"key": "PROJ-4", "fields": {"status": "open", "comments": [{"id": "c4"}]}}
+    code, out, err = run(tmp_path, DOCS_EXAMPLE, "issue", [ISSUE, done, {"fields": "x"}, odd])
     assert code == 0
     result = json.loads(out)
-    assert list(result) == ["errors", "failed", "passed"]
+    assert list(result) == ["errors", "failed", "passed", "warnings"]
     assert [(e["identifier"], e["relations"]["issue"]) for e in result["passed"]] == [
         ("c1", "PROJ-1")
     ]
     assert [(e["identifier"], e["relations"]["issue"]) for e in result["failed"]] == [
         ("c1", "PROJ-2")
     ]
-    assert [(e["item"], e["field"]) for e in result["errors"]] == [(2, "itemsToParse")]
+    assert [(e["item"], e["field"]) for e in result["errors"]] == [(3, "selector")]
+    assert [(e["item"], e["field"]) for e in result["warnings"]] == [(2, "itemsToParse")]
     # the null author email is a misconfiguration: a warning, not part of the JSON
     assert "properties.author ('.item.author.email') gave null" in err
 

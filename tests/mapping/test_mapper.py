@@ -286,24 +286,26 @@ def test_items_to_parse_merges_parent_and_element(top_level_transform: bool) -> 
 
 @pytest.mark.parametrize(
     ("expression", "message"),
-    [(".members", "gave str, not an array"), ("(.count)", "gave int, not an array")],
+    [(".members", "gave a string, not an array"), ("(.count)", "gave a number, not an array")],
 )
-def test_items_to_parse_that_is_not_an_array_skips_the_item(expression: str, message: str) -> None:
+def test_items_to_parse_that_is_not_an_array_skips_the_item_with_a_warning(
+    expression: str, message: str
+) -> None:
     m = mapper(BASE, itemsToParse=expression)
     result = m.map_items(
         [{"id": "a", "members": "nope", "count": 3}, {"id": "b", "members": [], "count": []}]
     )
-    assert result.passed == []
-    [error] = result.errors
-    assert (error.index, error.field) == (0, "itemsToParse")
-    assert message in error.message
+    assert (result.passed, result.errors) == ([], [])
+    [warning] = result.warnings
+    assert (warning.index, warning.field) == (0, "itemsToParse")
+    assert message in warning.message
 
 
 def test_items_to_parse_without_a_derivable_path_skips_every_item() -> None:
     m = mapper({**BASE, "identifier": ".item"}, itemsToParse="[1, 2]")
     result = m.map_items([{"id": "a"}])
-    assert result.passed == []
-    assert "no path to remove" in result.errors[0].message
+    assert (result.passed, result.errors) == ([], [])
+    assert "'. | del(.)' of itemsToParse '[1, 2]' gave null" in result.warnings[0].message
     kept = mapper(
         {**BASE, "identifier": ".item | tostring"},
         itemsToParse="[1, 2]",
