@@ -8,20 +8,31 @@ from __future__ import annotations
 
 import logging
 
-from ._app import App, open_app
-from ._asgi import OceanASGI
+from ._app import App
 from ._entity import UNSET, Entity
+from ._entry import IntegrationASGI
 from ._exceptions import (
     ConfigError,
     DuplicateDeliveryError,
+    InvalidBodyError,
+    JournalError,
     JournalFullError,
+    JournalUnavailableError,
     MappingError,
     OceanError,
+    PortApiError,
+    PortUnreachableError,
     RetryableError,
+    SignatureError,
+    SinkError,
+    StartupError,
     WebhookEventNotSupportedError,
     WebhookProcessingError,
 )
-from ._ocean import Integration, load_integration, ocean
+from ._integration import Integration, RunningApp, load_integration
+from ._ocean import ocean
+from ._retry import RetryPolicy
+from ._root import open_app
 from ._settings import Settings, load_settings
 from ._version import __version__
 from .catalog._changes import EntityChanges, WriteOptions
@@ -33,7 +44,6 @@ from .live_events._signatures import (
     GitHubSignature,
     GitLabToken,
     HmacSignature,
-    SignatureError,
     SignatureVerifier,
     StandardWebhooksSignature,
     verifier_from_config,
@@ -70,21 +80,30 @@ __all__ = [
     "HmacSignature",
     "IngestSearchQuery",
     "Integration",
+    "IntegrationASGI",
+    "InvalidBodyError",
+    "JournalError",
     "JournalFullError",
+    "JournalUnavailableError",
     "MappingError",
     "MappingsConfig",
-    "OceanASGI",
     "OceanError",
+    "PortApiError",
     "PortAppConfig",
     "PortResourceConfig",
+    "PortUnreachableError",
     "ResourceConfig",
+    "RetryPolicy",
     "RetryableError",
     "Rule",
+    "RunningApp",
     "Selector",
     "Settings",
     "SignatureError",
     "SignatureVerifier",
+    "SinkError",
     "StandardWebhooksSignature",
+    "StartupError",
     "WebhookEvent",
     "WebhookEventNotSupportedError",
     "WebhookEventRawResults",

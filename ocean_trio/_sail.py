@@ -1,63 +1,88 @@
-"""``ocean-trio sail``: run an integration in one process, ``trio.run`` at the root."""
+"""``ocean-trio sail``: run an integration in one process, ``trio.run`` at the root.
+
+Signals are watched from the first moment: SIGINT or SIGTERM during start-up stops at once
+(exit code 128 + signal); once running, the first one drains (exit code 0 when the drain
+ends), a second one stops at once.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
-import sys
-from functools import partial
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
-from ._app import open_app
-from ._asgi import OceanASGI
-from ._ocean import load_integration
-from ._serve import serve_asgi
+from ._app import App
+from ._exceptions import single_leaf
+from ._integration import load_integration
+from ._log import configure_logging
+from ._root import open_app
 from ._settings import Settings, load_settings
-from .catalog._port_client import PortClient
 
 logger = logging.getLogger("ocean_trio")
 
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # One line per outgoing request drowns the integration's own log at INFO.
-    if logging.getLogger().level <= logging.INFO:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-async def sail(root: Path, settings: Settings) -> None:
-    """Serve the integration at ``root`` until SIGINT or SIGTERM, then drain and stop."""
-    integration = load_integration(root)
-    asgi = OceanASGI(integration)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_app(integration, settings, root=root) as app:
-            asgi.attach(app)
-            shutdown = trio.Event()
+@attrs.define
+class _Stop:
+    """What the signal watcher saw: the first signal, whether start-up had finished."""
+
+    drain: trio.Event = attrs.field(factory=trio.Event)
+    signum: int | None = None
+    forced: bool = False
+    started: bool = False
+
+
+async def sail(root: Path, settings: Settings) -> int:
+    """Serve the integration at ``root`` until SIGINT or SIGTERM; returns the exit code."""
+    stop = _Stop()
+    with trio.open_signal_receiver(*_SIGNALS) as signals:
+        try:
             async with trio.open_nursery() as nursery:
-                serve = partial(serve_asgi, asgi, settings.http.host, settings.http.port)
-                urls = await nursery.start(partial(serve, shutdown_trigger=shutdown))
-                app.served_at(urls)
-                _banner(root, app.base_url, sorted(app.pipelines), port=app.port)
-                async for signum in signals:
-                    logger.info("%s received: draining, then stopping", signal.Signals(signum).name)
-                    app.stopping.set()
-                    shutdown.set()
-                    break
+                nursery.start_soon(_watch, signals, stop, nursery.cancel_scope)
+                integration = load_integration(root)
+                async with open_app(integration, settings, root=root, serve_http=True) as app:
+                    stop.started = True
+                    _banner(root, app)
+                    await stop.drain.wait()
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            leaf = single_leaf(group)  # StartupError and friends reach the CLI as they are
+            if leaf is None:
+                raise
+            raise leaf from None
+    if stop.signum is not None and (stop.forced or not stop.started):
+        return 128 + stop.signum
+    return 0
 
 
-def _banner(
-    root: Path, base_url: str, webhook_paths: list[str], *, port: PortClient | None
-) -> None:
+async def _watch(signals: AsyncIterator[int], stop: _Stop, scope: trio.CancelScope) -> None:
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if stop.signum is None:
+            stop.signum = signum
+            if stop.started:
+                logger.info("%s received: draining, then stopping (again to stop now)", name)
+                stop.drain.set()
+                continue
+            logger.warning("%s received during start-up: stopping", name)
+        else:
+            logger.warning("%s received again: stopping now", name)
+            stop.forced = True
+        scope.cancel()
+        return
+
+
+def _banner(root: Path, app: App) -> None:
+    base_url = app.base_url
     catalog = (
-        [f"  catalog      : Port's API at {port.base_url}"]
-        if port is not None
+        [f"  catalog      : Port's API at {app.port.base_url}"]
+        if app.port is not None
         else [
             f"  catalog page : {base_url}/catalog/",
             f"  catalog API  : {base_url}/catalog/entities",
@@ -67,14 +92,21 @@ def _banner(
         f"ocean-trio: integration {root.name!r} is sailing on {base_url}",
         *catalog,
         f"  health       : {base_url}/health/ready",
-        *(f"  webhook      : POST {base_url}{path}" for path in webhook_paths),
+        *(f"  webhook      : POST {base_url}{path}" for path in sorted(app.pipelines)),
     ]
     print("\n".join(lines), flush=True)
 
 
 def run_sail(root: Path, *, overrides: dict[str, Any]) -> int:
-    """The ``sail`` command: load settings, configure logging, ``trio.run``."""
+    """The ``sail`` command: load settings, configure logging, ``trio.run``; the exit code."""
     settings = load_settings(root, overrides=overrides)
     configure_logging(settings.log_level)
-    trio.run(sail, root, settings)
-    return 0
+    try:
+        code = trio.run(sail, root, settings)
+    except KeyboardInterrupt:  # before trio's signal handling was in place
+        code = 128 + signal.SIGINT
+    if code:
+        logger.info("stopped (exit code %d)", code)
+    else:
+        logger.info("stopped")
+    return code

@@ -70,6 +70,7 @@ class JournalSettings:
     type: Literal["sqlite", "memory"] = "sqlite"
     path: str | None = None
     retention_seconds: float = 24 * 3600.0
+    max_finished_events: int = 100_000
     dedup_window_seconds: float = 72 * 3600.0
 
 
@@ -83,10 +84,18 @@ class WebhookSettings:
 
 @attrs.frozen(kw_only=True)
 class LiveEventsSettings:
-    """Limits of the webhook ingress, the journal, and per-path webhook settings."""
+    """Limits of the webhook ingress, the journal, and per-path webhook settings.
+
+    ``maxPendingEvents`` bounds the journal (ingress answers 503 beyond it); of those, at
+    most ``maxInMemoryEvents`` events and ``maxInMemoryBytes`` of bodies per path are held
+    in memory, the rest is paged in from the journal as workers get to it.
+    """
 
     max_body_bytes: int = 25 * MIB
+    max_json_depth: int = 64
     max_pending_events: int = 10_000
+    max_in_memory_events: int = 1000
+    max_in_memory_bytes: int = 64 * MIB
     journal: JournalSettings = JournalSettings()
     webhooks: Mapping[str, WebhookSettings] = attrs.field(factory=dict)
 
@@ -111,6 +120,7 @@ class Settings:
     event_workers_count: int = 1
     max_event_processing_seconds: float = 90.0
     max_wait_seconds_before_shutdown: float = 5.0
+    startup_timeout_seconds: float = 60.0
     base_url: str | None = None
     resources_path: str = ".port/resources"
     state_path: str = ".ocean-trio"

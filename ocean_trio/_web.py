@@ -1,47 +1,56 @@
-"""The Quart-Trio app: health, catalog pages and the integration's legacy routes (not webhook paths)."""
+"""The Quart-Trio app: health, catalog pages, the admin API and the integration's legacy routes.
+
+Webhook paths never get here (``OceanASGI`` sends them to the ingress). Every error is
+answered in JSON, ``{"error": "..."}``, like the ingress's.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
 from typing import Any
 
-import attrs
 import quart
 from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
 
 from ._app import App
-from ._router import quart_blueprint
 from .catalog._local import LocalCatalog
 from .catalog._web import catalog_blueprint
 from .live_events._admin import admin_blueprint
 
+logger = logging.getLogger("ocean_trio")
 
-def build_quart_app(
-    get_app: Callable[[], App | None], router_blueprint: quart.Blueprint
-) -> QuartTrio:
-    """A Quart-Trio app whose routes read the running ``App`` through ``get_app``."""
+
+def json_error(status: int, message: str) -> quart.Response:
+    """``{"error": message}`` with ``status``."""
+    return quart.Response(
+        quart.json.dumps({"error": message}), status=status, content_type="application/json"
+    )
+
+
+def build_quart_app(app: App, router_blueprint: quart.Blueprint) -> QuartTrio:
+    """A Quart-Trio app serving ``app``'s pages and APIs, and ``router_blueprint``."""
     web = QuartTrio("ocean_trio")
     web.config["JSONIFY_PRETTYPRINT_REGULAR"] = False
 
-    def running() -> App:
-        app = get_app()
-        if app is None:
-            quart.abort(503)
-        return app
-
     def catalog() -> LocalCatalog:
-        local = running().catalog
-        if local is None:
-            quart.abort(
-                quart.Response(
-                    quart.json.dumps(
-                        {"error": "entities go to Port (catalog.type: port): look there"}
-                    ),
-                    status=404,
-                    content_type="application/json",
-                )
-            )
-        return local
+        if app.catalog is None:
+            quart.abort(json_error(404, "entities go to Port (catalog.type: port): look there"))
+        return app.catalog
+
+    @web.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> quart.Response:
+        response = json_error(error.code or 500, _describe(error))
+        if error.code == 405:
+            for name, value in error.get_headers():
+                if name.lower() == "allow":
+                    response.headers["Allow"] = value
+        return response
+
+    @web.errorhandler(Exception)
+    async def unexpected(error: Exception) -> quart.Response:
+        logger.error("%s %s failed: %r", quart.request.method, quart.request.path, error)
+        return json_error(500, "internal error (logged)")
 
     @web.get("/")
     async def index() -> Any:
@@ -53,23 +62,19 @@ def build_quart_app(
 
     @web.get("/health/ready")
     async def ready() -> Any:
-        app = get_app()
-        if app is None or not app.accepting:
-            return {"status": "unavailable"}, 503
-        return {
-            "status": "ok",
-            "live_events": {
-                path: attrs.asdict(p.statistics()) for path, p in app.pipelines.items()
-            },
-            "journal": attrs.asdict(app.journal.statistics()),
-            "applier": attrs.asdict(app.applier.statistics()),
-            "port": None if app.port is None else attrs.asdict(app.port.statistics()),
-        }
+        if not app.accepting:
+            return {"status": "stopping"}, 503
+        return app.health()
 
     web.register_blueprint(catalog_blueprint(catalog))
-    web.register_blueprint(admin_blueprint(running))
+    web.register_blueprint(admin_blueprint(app))
     web.register_blueprint(router_blueprint)
     return web
 
 
-__all__ = ["build_quart_app", "quart_blueprint"]
+def _describe(error: HTTPException) -> str:
+    if error.code == 404:
+        return f"nothing at {quart.request.path}"
+    if error.code == 405:
+        return f"method {quart.request.method} not allowed on {quart.request.path}"
+    return str(error.description or error.name)

@@ -83,8 +83,16 @@ async def test_failed_and_rejected_events_are_kept_and_replayable_over_http(
 
         FlakyProcessor.broken = False
         replayed = await client.post("/admin/events/replay", json={"all": True}, headers=AUTH)
-        assert replayed.json() == {"replayed": 1, "seqs": [dead["seq"]]}
-        [(_, outcome)] = await server.next_outcomes(1)
+        # replayed at the tail of the journal: a new number, the same trace id
+        [again] = replayed.json()["seqs"]
+        assert again > dead["seq"]
+        assert replayed.json() == {
+            "replayed": 1,
+            "seqs": [again],
+            "events": [{"old_seq": dead["seq"], "seq": again, "path": "/webhook"}],
+        }
+        [(entry, outcome)] = await server.next_outcomes(1)
+        assert (entry.seq, entry.event.trace_id) == (again, dead["trace_id"])
         assert outcome.status is EventStatus.DONE
         assert [e["identifier"] for e in await server.app.catalog.list_entities("item")] == ["A"]
 
@@ -157,4 +165,4 @@ async def test_the_events_cli(integration_root: Path, tmp_path: Path) -> None:
 def test_the_events_cli_refuses_a_memory_journal(integration_root: Path) -> None:
     (integration_root / "config.yaml").write_text("liveEvents:\n  journal:\n    type: memory\n")
     with pytest.raises(ConfigError, match="the journal is in memory"):
-        run_events_command("list", integration_root, stdout=io.StringIO())
+        run_events_command("list", integration_root, stdout=io.StringIO(), stderr=io.StringIO())

@@ -7,18 +7,14 @@ import logging
 import attrs
 import trio
 
-from .._exceptions import OceanError
-from ._changes import CatalogSink, EntityChanges, PartialApplyError
+from .._exceptions import PartialApplyError, SinkRefusedError, WriteCancelledError
+from .._retry import RetryPolicy
+from ._changes import CatalogSink, EntityChanges
 
 logger = logging.getLogger("ocean_trio.catalog")
 
-
-class SinkRefusedError(OceanError):
-    """The sink refused these changes (an invalid entity, say): retrying would not help."""
-
-
-class WriteCancelledError(OceanError):
-    """The write carrying these changes was cancelled (shutdown) before it completed."""
+SINK_RETRY = RetryPolicy(max_attempts=None, initial_delay=0.5, max_delay=30.0, horizon=900.0)
+"""Transient sink failures: 0.5 s doubling to 30 s, for up to 15 minutes."""
 
 
 @attrs.define(eq=False)
@@ -51,13 +47,9 @@ class Applier:
         *,
         max_batch: int = 500,
         queue_size: int = 1024,
-        retry_delay: float = 0.5,
-        max_retry_delay: float = 30.0,
-        retry_horizon: float = 900.0,
+        retry: RetryPolicy = SINK_RETRY,
     ) -> None:
-        self._retry_delay = retry_delay
-        self._max_retry_delay = max_retry_delay
-        self._retry_horizon = retry_horizon
+        self._retry = retry
         self._retrying = False
         self._sink = sink
         self._max_batch = max_batch
@@ -102,15 +94,14 @@ class Applier:
                     request.done.set()
 
     async def _write_with_retries(self, batch: list[_Request]) -> BaseException | None:
-        """Write ``batch``; transient failures are retried with backoff for ``retry_horizon``.
+        """Write ``batch``; transient failures are retried per the retry policy (15 minutes).
 
         Meanwhile the waiting events stay pending (new ones queue behind them, up to the
         journal's limit), so a sink outage shorter than the horizon loses and dead-letters
         nothing. A batch failing for another reason is split, so one bad change set fails
         alone instead of taking the others with it.
         """
-        delay = self._retry_delay
-        deadline = trio.current_time() + self._retry_horizon
+        retries = self._retry.start()
         while True:
             try:
                 await self._sink.apply([r.changes for r in batch])
@@ -126,7 +117,8 @@ class Applier:
             except Exception as exc:
                 self._failures += 1
                 transient = self._sink.is_transient(exc)
-                if transient and trio.current_time() + delay <= deadline:
+                delay = retries.next_delay() if transient else None
+                if delay is not None:
                     logger.warning(
                         "catalog write of %d change sets failed (%r); retrying in %.1fs",
                         len(batch),
@@ -134,8 +126,7 @@ class Applier:
                         delay,
                     )
                     self._retrying = True
-                    await trio.sleep(delay)
-                    delay = min(delay * 2, self._max_retry_delay)
+                    await retries.wait(delay)
                     continue
                 self._retrying = False
                 if not transient and len(batch) > 1:

@@ -7,7 +7,6 @@ from typing import Protocol
 import attrs
 
 from .._entity import Entity
-from .._exceptions import OceanError
 from ..mapping._models import PortAppConfig
 
 
@@ -38,14 +37,6 @@ class EntityChanges:
 
     def __bool__(self) -> bool:
         return bool(self.upserts or self.deletes)
-
-
-class PartialApplyError(OceanError):
-    """A sink wrote a batch except some change sets; ``failures`` maps their index to why."""
-
-    def __init__(self, failures: dict[int, str]) -> None:
-        super().__init__(f"{len(failures)} change set(s) refused: {next(iter(failures.values()))}")
-        self.failures = failures
 
 
 class CatalogSink(Protocol):

@@ -6,7 +6,6 @@ import email.utils
 import json
 import logging
 import math
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -17,7 +16,8 @@ import attrs
 import httpx
 import trio
 
-from .._exceptions import OceanError
+from .._exceptions import PortApiError, PortUnreachableError
+from .._retry import RetryPolicy
 
 logger = logging.getLogger("ocean_trio.port")
 
@@ -27,20 +27,8 @@ BULK_MAX_BYTES = 1024 * 1024
 BULK_DELETE_MAX = 100
 CLOSE_SECONDS = 5.0  # closing connections must finish even when cancelled, but not hang
 
-
-class PortApiError(OceanError):
-    """Port answered with an error (after any retries); ``code`` is Port's ``error`` field."""
-
-    def __init__(self, status: int, code: str, message: str, *, method: str, path: str) -> None:
-        super().__init__(f"{method} {path} → {status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-
-    @property
-    def transient(self) -> bool:
-        """An outage or rate limit rather than a problem with the request."""
-        return self.status in RETRYABLE_STATUSES
+PORT_RETRY = RetryPolicy(max_attempts=6, initial_delay=0.3, max_delay=30.0, jitter=0.2)
+"""Idempotent calls to Port: 6 sends, 0.3 s doubling (±20 %), at most 30 s (or what Port asks)."""
 
 
 @attrs.frozen
@@ -106,8 +94,8 @@ class PortClient:
 
     - The token is fetched under a lock, refreshed a minute before it expires and after a 401.
     - Idempotent calls are retried on 408, 429, 5xx and transport errors, waiting what
-      ``Retry-After`` or ``x-ratelimit-reset`` ask for, else exponential backoff with jitter,
-      up to ``max_attempts`` sends.
+      ``Retry-After`` or ``x-ratelimit-reset`` ask for, else the ``retry`` policy's backoff;
+      a transport failure on the last try raises ``PortUnreachableError`` naming the URL.
     - At most ``max_concurrency`` requests run at once, at most ``requests_per_second`` start.
     - httpcore can leak pool slots when requests are cancelled while connecting (encode/
       httpcore#1093: every later request then fails with ``PoolTimeout``); after a cancelled
@@ -121,9 +109,7 @@ class PortClient:
         client_id: str,
         client_secret: str,
         user_agent: str,
-        max_attempts: int = 6,
-        base_delay: float = 0.3,
-        max_delay: float = 30.0,
+        retry: RetryPolicy = PORT_RETRY,
         requests_per_second: float = 100.0,
         max_concurrency: int = 20,
         timeout: float = 60.0,
@@ -133,9 +119,7 @@ class PortClient:
         self._client_id = client_id
         self._client_secret = client_secret
         self.user_agent = user_agent
-        self._max_attempts = max_attempts
-        self._base_delay = base_delay
-        self._max_delay = max_delay
+        self._retry = retry
         self._factory = client_factory or (
             lambda: httpx.AsyncClient(
                 timeout=timeout,
@@ -223,7 +207,8 @@ class PortClient:
     ) -> httpx.Response:
         content = None if json_body is None else json.dumps(json_body).encode()
         refreshed = False
-        for attempt in range(1, self._max_attempts + 1):
+        retries = self._retry.start()
+        while True:
             headers = {"user-agent": self.user_agent, "content-type": "application/json"}
             token = None
             if authenticated:
@@ -232,12 +217,20 @@ class PortClient:
             try:
                 response = await self._once(method, path, content, params, headers)
             except httpx.TransportError as error:
-                if not retryable or attempt == self._max_attempts:
-                    raise
-                delay = self._backoff(attempt)
-                logger.warning("%s %s failed (%r); retrying in %.2fs", method, path, error, delay)
+                delay = retries.next_delay() if retryable else None
+                if delay is None:
+                    tries = retries.count + 1
+                    raise PortUnreachableError(
+                        f"cannot reach Port's API at {self.base_url}: {method} {path} failed"
+                        f" {tries} time{'s' if tries > 1 else ''} ({_describe(error)})",
+                        method=method,
+                        path=path,
+                    ) from error
+                logger.warning(
+                    "%s %s failed (%s); retrying in %.2fs", method, path, _describe(error), delay
+                )
                 self._retries += 1
-                await trio.sleep(delay)
+                await retries.wait(delay)
                 continue
             status = response.status_code
             if status < 400 or status in accept:
@@ -247,15 +240,14 @@ class PortClient:
                 await self._access_token(stale=token)
                 self._retries += 1
                 continue
-            if retryable and status in RETRYABLE_STATUSES and attempt < self._max_attempts:
-                delay = _asked_delay(response) or self._backoff(attempt)
-                delay = min(delay, self._max_delay)
-                logger.warning("%s %s → %d; retrying in %.2fs", method, path, status, delay)
-                self._retries += 1
-                await trio.sleep(delay)
-                continue
+            if retryable and status in RETRYABLE_STATUSES:
+                delay = retries.next_delay(asked=_asked_delay(response))
+                if delay is not None:
+                    logger.warning("%s %s → %d; retrying in %.2fs", method, path, status, delay)
+                    self._retries += 1
+                    await retries.wait(delay)
+                    continue
             raise _error(response, method, path)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _once(
         self,
@@ -269,22 +261,21 @@ class PortClient:
             await self._bucket.acquire()
             pool = self._pool
             pool.in_flight += 1
-            finished = False
             try:
-                response = await pool.client.request(
+                return await pool.client.request(
                     method, self.base_url + path, content=content, params=params, headers=headers
                 )
-                finished = True
-                return response
             except httpx.PoolTimeout:
-                finished = True
                 self._retire(pool, "a request timed out waiting for a pooled connection")
+                raise
+            except trio.Cancelled:
+                # Cancelled mid-request (shutdown, a deadline): the pool may leak a slot.
+                # Ordinary failures (refused, reset, timed out) leave the pool consistent.
+                self._retire(pool, "a request was interrupted")
                 raise
             finally:
                 self._requests += 1
                 pool.in_flight -= 1
-                if not finished:  # cancelled (or failed) mid-request: the pool may leak a slot
-                    self._retire(pool, "a request was interrupted")
                 if pool.retired and pool.in_flight == 0:
                     with trio.move_on_after(CLOSE_SECONDS, shield=True):
                         await pool.client.aclose()
@@ -296,10 +287,6 @@ class PortClient:
         pool.retired = True
         self._pool = _Pool(self._factory())
         self._resets += 1
-
-    def _backoff(self, attempt: int) -> float:
-        delay = self._base_delay * 2 ** (attempt - 1)
-        return float(min(self._max_delay, delay * random.uniform(0.8, 1.2)))
 
     # --- entities -----------------------------------------------------------------------
 
@@ -491,6 +478,12 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]
             yield from _leaves(error)
         else:
             yield error
+
+
+def _describe(error: httpx.TransportError) -> str:
+    """``ConnectError: [Errno 111] Connection refused``, or the class name when httpx gives no text."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _flag(value: bool) -> str:

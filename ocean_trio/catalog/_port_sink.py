@@ -10,8 +10,9 @@ import attrs
 import httpx
 
 from .._entity import EntityKey, identifier_key
-from ._changes import EntityChanges, PartialApplyError, WriteOptions
-from ._port_client import PortApiError, PortClient
+from .._exceptions import PartialApplyError, PortApiError
+from ._changes import EntityChanges, WriteOptions
+from ._port_client import PortClient
 
 logger = logging.getLogger("ocean_trio.port")
 

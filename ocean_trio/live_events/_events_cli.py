@@ -15,11 +15,13 @@ import trio
 
 from .._exceptions import ConfigError
 from .._settings import load_settings
-from ._journal import KEPT_STATUSES, EventStatus, JournalRecord
+from ._journal import DEFAULT_PURGE, EventStatus, JournalRecord
 from ._sqlite_journal import SqliteJournal
 
 
 def _journal_path(root: Path) -> Path:
+    if not root.is_dir():
+        raise ConfigError(f"no integration folder at {root}")
     settings = load_settings(root)
     if settings.live_events.journal.type != "sqlite":
         raise ConfigError(
@@ -42,8 +44,12 @@ def run_events_command(
     replay_all: bool = False,
     as_json: bool = False,
     stdout: TextIO,
+    stderr: TextIO,
 ) -> int:
-    """Run ``list``, ``replay`` or ``purge`` on the journal of the integration at ``root``."""
+    """Run ``list``, ``replay`` or ``purge`` on the journal of the integration at ``root``.
+
+    Returns the exit code: 0, or 1 when some of the events asked for could not be replayed.
+    """
     path = _journal_path(root)
     wanted = EventStatus(status) if status else None
 
@@ -53,14 +59,21 @@ def run_events_command(
                 records = await journal.records(wanted, limit=limit)
                 _print_records(records, as_json=as_json, stdout=stdout)
             elif action == "replay":
-                entries = await journal.replay(None if replay_all else seqs or [])
-                print(
-                    f"{len(entries)} event(s) pending again: {[e.seq for e in entries]};"
-                    " they run when the integration next starts",
-                    file=stdout,
-                )
+                result = await journal.replay(None if replay_all else seqs or [])
+                if result.replayed:
+                    numbers = ", ".join(f"{r.old_seq} → {r.seq}" for r in result.replayed)
+                    print(
+                        f"{len(result.replayed)} event(s) pending again ({numbers});"
+                        " they run when the integration next starts",
+                        file=stdout,
+                    )
+                elif replay_all:
+                    print("no dead events to replay", file=stdout)
+                for problem in result.problems():
+                    print(f"ocean-trio events replay: {problem}", file=stderr)
+                return 1 if result.problems() else 0
             else:
-                statuses = [wanted] if wanted else list(KEPT_STATUSES)
+                statuses = [wanted] if wanted else list(DEFAULT_PURGE)
                 if EventStatus.PENDING in statuses:
                     raise ConfigError("pending events cannot be purged")
                 print(f"{await journal.purge(statuses)} event(s) purged", file=stdout)

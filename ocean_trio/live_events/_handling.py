@@ -14,19 +14,20 @@ from ..mapping._compiled import CompiledPortAppConfig
 from ..mapping._live_changes import live_event_changes
 from ..mapping._mapper import MappingIssue
 from ..mapping._models import ResourceConfig
-from ._event import WebhookEvent
+from ._event import EventPayload, WebhookEvent
 from ._journal import EventStatus
+from ._json import BodyParser, exceeds
 from ._outcome import EventOutcome
 from ._processor import AbstractWebhookProcessor, WebhookProcessorType
 from ._run import RunOutcome, RunStatus, run_outcome, run_processor
 
 logger = logging.getLogger("ocean_trio.live_events")
 
-# Mapping this many raw items or more runs in a worker thread, off the event loop; below it,
-# the thread hop costs more than the jq work.
-MAP_IN_THREAD_ITEMS = 200
+# Mapping this many JSON nodes or more runs on a worker thread, off the event loop; below
+# it, the thread hop costs more than the jq work.
+MAP_IN_THREAD_NODES = 5000
 
-ITEM_ERROR_FIELDS = frozenset({"selector", "itemsToParse", "item"})
+ITEM_ERROR_FIELDS = frozenset({"selector", "itemsToParse", "item", "icon"})
 
 
 _Work = tuple[AbstractWebhookProcessor, ResourceConfig | None, int | None]
@@ -42,11 +43,13 @@ class EventHandler:
         mapping: Callable[[], CompiledPortAppConfig],
         apply: Callable[[EntityChanges], Awaitable[None]],
         max_event_processing_seconds: float,
+        parser: BodyParser,
     ) -> None:
         self._processors = tuple(processors)
         self._mapping = mapping
         self._apply = apply
         self._timeout = max_event_processing_seconds
+        self._parser = parser
         self._map_limiter = trio.CapacityLimiter(1)
 
     def group_of(self, event: WebhookEvent) -> str | None:
@@ -71,12 +74,8 @@ class EventHandler:
         try:
             accepted, work = await self._match(event, compiled)
         except Exception as error:
-            logger.error("matching processors failed (trace %s): %r", event.trace_id, error)
-            return EventOutcome(EventStatus.FAILED, error=f"matching failed: {error!r}")
+            return EventOutcome(EventStatus.DEAD, error=f"matching failed: {error!r}")
         if not accepted:
-            logger.warning(
-                "no processor accepted the event on %s (trace %s)", event.path, event.trace_id
-            )
             return EventOutcome(EventStatus.NO_MATCH)
         if not work:
             logger.info(
@@ -85,7 +84,7 @@ class EventHandler:
             )
             return EventOutcome(EventStatus.DONE)
 
-        runs = await self._run_all(work)
+        runs = await self._run_all(event, work)
         succeeded = [r for r in runs if r.status is RunStatus.SUCCEEDED]
         failed = [r for r in runs if r.status in (RunStatus.FAILED, RunStatus.TIMED_OUT)]
         if not succeeded and not failed:
@@ -97,11 +96,10 @@ class EventHandler:
             if r.resource_index is not None and r.results is not None
         ]
         try:
-            changes, issues = await _map(compiled, mapped, self._map_limiter)
+            changes, issues = await self._map(compiled, mapped)
             await self._apply(changes)
         except Exception as error:
-            logger.error("applying the event failed (trace %s): %r", event.trace_id, error)
-            return EventOutcome(EventStatus.FAILED, tuple(runs), error=f"apply failed: {error!r}")
+            return EventOutcome(EventStatus.DEAD, tuple(runs), error=f"apply failed: {error!r}")
         # Items the mapping could not take (selector not boolean, itemsToParse not an array)
         # were skipped while the rest was applied; the event is kept as a dead letter so it
         # can be replayed once the mapping is fixed. Null fields are only misconfigurations.
@@ -109,7 +107,7 @@ class EventHandler:
         errors = [f"{r.processor}: {r.error}" for r in failed]
         if skipped:
             errors.append(f"mapping skipped {len(skipped)} item(s): {skipped[0].message}")
-        status = EventStatus.FAILED if errors else EventStatus.DONE
+        status = EventStatus.DEAD if errors else EventStatus.DONE
         return EventOutcome(
             status,
             tuple(runs),
@@ -142,17 +140,20 @@ class EventHandler:
                     first = False
         return accepted, work
 
-    async def _run_all(self, work: list[_Work]) -> list[RunOutcome]:
+    async def _run_all(self, event: WebhookEvent, work: list[_Work]) -> list[RunOutcome]:
         outcomes: list[RunOutcome | None] = [None] * len(work)
-        copy_payload = len(work) > 1
 
         async def run_one(i: int) -> None:
             processor, resource, index = work[i]
             # A bare cancel scope is fail_after without its context-manager overhead.
             with trio.CancelScope(deadline=trio.current_time() + self._timeout) as deadline:
-                outcomes[i] = await run_processor(
-                    processor, resource, index, copy_payload=copy_payload
+                # Each run gets its own payload, so runs cannot see each other's changes:
+                # the first the one parsed at ingress, the others a parse of the body (several
+                # times faster than a deep copy, and on a thread when the body is big).
+                payload: EventPayload = (
+                    event.payload if i == 0 else await self._parser.parse_object_async(event.body)
                 )
+                outcomes[i] = await run_processor(processor, resource, index, payload)
             if deadline.cancelled_caught:
                 logger.warning(
                     "%s timed out after %gs (trace %s)",
@@ -176,14 +177,15 @@ class EventHandler:
                     nursery.start_soon(run_one, i)
         return [o for o in outcomes if o is not None]
 
-
-async def _map(
-    compiled: CompiledPortAppConfig,
-    mapped: list[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]],
-    limiter: trio.CapacityLimiter,
-) -> tuple[EntityChanges, list[MappingIssue]]:
-    size = sum(len(updated) + len(deleted) for _, updated, deleted in mapped)
-    if size >= MAP_IN_THREAD_ITEMS:
-        return await trio.to_thread.run_sync(live_event_changes, compiled, mapped, limiter=limiter)
-    await trio.lowlevel.checkpoint()
-    return live_event_changes(compiled, mapped)
+    async def _map(
+        self,
+        compiled: CompiledPortAppConfig,
+        mapped: list[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]],
+    ) -> tuple[EntityChanges, list[MappingIssue]]:
+        items = [item for _, updated, deleted in mapped for item in (*updated, *deleted)]
+        if exceeds(items, MAP_IN_THREAD_NODES):
+            return await trio.to_thread.run_sync(
+                live_event_changes, compiled, mapped, limiter=self._map_limiter
+            )
+        await trio.lowlevel.checkpoint()
+        return live_event_changes(compiled, mapped)

@@ -1,20 +1,36 @@
-"""``LiveEventsPipeline``: journal → dispatcher → workers for one webhook path."""
+"""``LiveEventsPipeline``: journal → dispatcher → workers for one webhook path.
+
+The journal holds every pending event; the pipeline holds a bounded *window* of them in
+memory (``max_events`` entries, ``max_bytes`` of bodies). While the window has room and
+nothing is waiting in the journal only, an accepted event goes straight into it. Otherwise
+the pipeline *spills*: the event stays in the journal only, and a feeder task pages pending
+events back into the window, in ``seq`` order, as workers free room. A start-up replay and
+a replay of dead letters are spills too, so their size never matters.
+
+Invariant: every pending event of this path with ``seq <= cursor`` is in memory or finished;
+while not spilled, that is every pending event of this path.
+"""
 
 from __future__ import annotations
 
 import collections
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import attrs
 import trio
 
+from .._exceptions import InvalidBodyError
+from .._log import LogLimiter
 from ._dispatcher import DispatcherStatistics, GroupDispatcher
 from ._event import EventHeaders, EventPayload, WebhookEvent
-from ._journal import Journal, JournalEntry
+from ._journal import EventStatus, Journal, JournalEntry
 from ._outcome import EventOutcome
 
 logger = logging.getLogger("ocean_trio.live_events")
+
+PAGE_SIZE = 256  # entries per journal read while feeding a spilled pipeline
 
 
 class Handler(Protocol):
@@ -25,21 +41,40 @@ class Handler(Protocol):
     async def handle(self, event: WebhookEvent) -> EventOutcome: ...
 
 
+Parse = Callable[[bytes], Awaitable[EventPayload]]
+"""Parses a stored body back into its payload (raises ``InvalidBodyError``)."""
+
+
+@attrs.frozen
+class Window:
+    """How much of the pending events a pipeline keeps in memory."""
+
+    max_events: int = 1000
+    max_bytes: int = 64 * 1024 * 1024
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_events < 1 or self.max_bytes < 1:
+            raise ValueError("a pipeline window needs room for at least one event")
+
+
 @attrs.frozen
 class PipelineStatistics:
     path: str
     workers: int
     accepted: int
     outcomes: dict[str, int]
+    in_memory: int
+    in_memory_bytes: int
+    backlog: int
     dispatcher: DispatcherStatistics
 
 
 class LiveEventsPipeline:
     """Accepts events for one path and processes them with ``workers`` workers.
 
-    ``submit`` journals the event and queues it behind earlier events of its group; workers
-    take ready groups from the dispatcher, so each group is processed in order, one event at
-    a time, while different groups run in parallel.
+    ``submit`` journals the event; workers take ready groups from the dispatcher, so each
+    group is processed in order, one event at a time, while different groups run in
+    parallel. ``backlog`` events of this path are pending in the journal already (a restart).
     """
 
     def __init__(
@@ -49,8 +84,9 @@ class LiveEventsPipeline:
         journal: Journal,
         *,
         workers: int,
-        capacity: int,
-        park_events: bool = False,
+        parse: Parse,
+        window: Window = Window(),
+        backlog: int = 0,
     ) -> None:
         if workers < 1:
             raise ValueError("a pipeline needs at least one worker")
@@ -58,14 +94,26 @@ class LiveEventsPipeline:
         self._handler = handler
         self._journal = journal
         self._workers = workers
-        self._park = park_events
-        self._dispatcher = GroupDispatcher(capacity=capacity)
+        self._parse = parse
+        self._window = window
+        # A key is queued at most once and only while it has an event in memory.
+        self._dispatcher = GroupDispatcher(capacity=window.max_events)
+        self._in_memory = 0
+        self._bytes = 0
+        self._backlog = backlog
+        self._spilled = backlog > 0
+        self._cursor = 0 if self._spilled else journal.last_seq
+        self._spill_high = journal.last_seq if self._spilled else 0
+        self._pins = 0
+        self._wake = trio.Event()
+        self._idle = trio.Event()
         self._accepted = 0
         self._outcomes: collections.Counter[str] = collections.Counter()
-        self._outstanding = 0
-        self._idle = trio.Event()
-        self._idle.set()
         self._observers: list[trio.MemorySendChannel[tuple[JournalEntry, EventOutcome]]] = []
+        self._log = LogLimiter(logger)
+        self._update_idle()
+
+    # --- intake -------------------------------------------------------------------------
 
     def make_event(
         self,
@@ -82,60 +130,182 @@ class LiveEventsPipeline:
 
     async def submit(self, event: WebhookEvent) -> JournalEntry:
         """Journal ``event`` and queue it; raises ``JournalFullError`` when the journal is full."""
-        entry = await self._journal.append(event)
-        self._enqueue(entry)
-        return entry
+        return await self._journal.append(event, self._admit)
 
-    def resume(self, entry: JournalEntry) -> None:
-        """Queue an entry already in the journal (replay after a restart)."""
-        self._enqueue(entry)
+    def _admit(self, entry: JournalEntry) -> None:
+        # Called by the journal for each committed append, in seq order.
+        self._accepted += 1
+        if entry.seq <= self._cursor:
+            self._backlog += 1  # the feeder read it before this call: it counted it out
+        elif not self._spilled and self._fits(entry.size):
+            self._enqueue(entry)
+            self._cursor = entry.seq
+        else:
+            self._spill(entry.seq)
+
+    def _spill(self, seq: int) -> None:
+        self._spilled = True
+        self._spill_high = max(self._spill_high, seq)
+        self._backlog += 1
+        self._wake.set()
+
+    def _fits(self, size: int) -> bool:
+        if self._in_memory >= self._window.max_events:
+            return False
+        return self._in_memory == 0 or self._bytes + size <= self._window.max_bytes
 
     def _enqueue(self, entry: JournalEntry) -> None:
         # Events without a group id share one group per path: FIFO, one at a time (Ocean's
         # single-worker behaviour), whatever the number of workers.
         group_id = entry.event.group_id
-        queued = entry.parked() if self._park else entry
-        self._dispatcher.submit(queued, "" if group_id is None else "#" + group_id)
+        self._dispatcher.submit(entry, "" if group_id is None else "#" + group_id)
+        self._in_memory += 1
+        self._bytes += entry.size
+        self._update_idle()
+
+    # --- replays --------------------------------------------------------------------------
+
+    def pin(self) -> None:
+        """A replay is about to append events: send new ones to the journal until ``unpin``."""
+        self._pins += 1
+        self._spilled = True
+        self._update_idle()
+
+    def replayed(self, seq: int) -> None:
+        """Event ``seq`` of this path was appended by a replay (between ``pin`` and ``unpin``)."""
         self._accepted += 1
-        if self._outstanding == 0:
-            self._idle = trio.Event()
-        self._outstanding += 1
+        if seq <= self._cursor:
+            self._backlog += 1
+        else:
+            self._spill(seq)
+
+    def unpin(self) -> None:
+        self._pins -= 1
+        self._wake.set()
+
+    # --- processing -----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the workers until cancelled; ``started()`` once they wait for events."""
+        """Run the workers and the feeder until cancelled; ``started()`` once they wait."""
         async with trio.open_nursery() as nursery:
             for _ in range(self._workers):
                 nursery.start_soon(self._work)
+            nursery.start_soon(self._feed)
             task_status.started()
+
+    async def _feed(self) -> None:
+        while True:
+            room = self._window.max_events - self._in_memory
+            if not self._spilled or room <= 0 or self._bytes >= self._window.max_bytes:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                continue
+            high = self._journal.last_seq
+            # Beside events in memory, only what fits the byte budget; into an empty window,
+            # the next event whatever its size.
+            alone = self._in_memory == 0
+            page = await self._journal.pending_page(
+                self.path,
+                after=self._cursor,
+                limit=min(room, PAGE_SIZE),
+                max_bytes=self._window.max_bytes - self._bytes,
+                at_least_one=alone,
+            )
+            for entry in page:
+                if entry.seq > self._cursor:
+                    self._enqueue(entry)
+                    self._cursor = entry.seq
+                    self._backlog -= 1
+            if not page and alone:
+                # Nothing pending beyond the cursor up to ``high``: all of it is loaded.
+                self._cursor = max(self._cursor, high)
+            elif not page:
+                # The next event does not fit beside those in memory: wait for room.
+                await self._wake.wait()
+                self._wake = trio.Event()
+            if self._cursor >= self._spill_high and self._pins == 0:
+                self._spilled = False
+                self._update_idle()
 
     async def _work(self) -> None:
         while True:
-            group, queued = await self._dispatcher.take()
-            entry = queued.unparked()
-            outcome = await self._handler.handle(entry.event)
+            group, entry = await self._dispatcher.take()
+            outcome = await self._process(entry)
             attempts = max((run.attempts for run in outcome.runs), default=0)
             await self._journal.complete(entry, outcome.status, outcome.error, attempts)
             self._dispatcher.release(group)
+            self._in_memory -= 1
+            self._bytes -= entry.size
+            if self._spilled:
+                self._wake.set()
             self._finished(entry, outcome)
+
+    async def _process(self, entry: JournalEntry) -> EventOutcome:
+        if not entry.parsed:
+            try:
+                payload = await self._parse(entry.event.body)
+            except InvalidBodyError as error:
+                logger.error("event %s: its stored body is unusable: %s", entry.seq, error)
+                return EventOutcome(EventStatus.DEAD, error=f"stored body unusable: {error}")
+            entry = JournalEntry(entry.seq, attrs.evolve(entry.event, payload=payload))
+        return await self._handler.handle(entry.event)
 
     def _finished(self, entry: JournalEntry, outcome: EventOutcome) -> None:
         self._outcomes[outcome.status.value] += 1
-        self._outstanding -= 1
-        if self._outstanding == 0:
-            self._idle.set()
+        self._log_outcome(entry, outcome)
+        self._update_idle()
         for channel in self._observers:
             try:
                 channel.send_nowait((entry, outcome))
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 logger.debug("an outcome observer is full or gone; outcome not delivered")
 
+    def _log_outcome(self, entry: JournalEntry, outcome: EventOutcome) -> None:
+        event, status = entry.event, outcome.status
+        if status is EventStatus.DEAD:
+            attempts = max((run.attempts for run in outcome.runs), default=0)
+            self._log.error(
+                (status, self.path),
+                "event %s on %s (trace %s) is a dead letter after %d attempt(s): %s",
+                entry.seq,
+                self.path,
+                event.trace_id,
+                attempts,
+                outcome.error,
+            )
+        elif status is EventStatus.REJECTED:
+            self._log.warning(
+                (status, self.path),
+                "event %s on %s (trace %s) was rejected: %s",
+                entry.seq,
+                self.path,
+                event.trace_id,
+                outcome.error,
+            )
+        elif status is EventStatus.NO_MATCH:
+            self._log.warning(
+                (status, self.path),
+                "no processor accepted event %s on %s (trace %s)",
+                entry.seq,
+                self.path,
+                event.trace_id,
+            )
+
+    def _update_idle(self) -> None:
+        idle = self._in_memory == 0 and not self._spilled
+        if idle and not self._idle.is_set():
+            self._idle.set()
+        elif not idle and self._idle.is_set():
+            self._idle = trio.Event()
+
     def observe(self, channel: trio.MemorySendChannel[tuple[JournalEntry, EventOutcome]]) -> None:
         """Send every finished ``(entry, outcome)`` to ``channel`` (without waiting; drops when full)."""
         self._observers.append(channel)
 
     async def wait_idle(self) -> None:
-        """Wait until every submitted event has finished."""
-        await self._idle.wait()
+        """Wait until no event of this path is pending (in memory or in the journal)."""
+        while not (self._in_memory == 0 and not self._spilled):
+            await self._idle.wait()
 
     def statistics(self) -> PipelineStatistics:
         return PipelineStatistics(
@@ -143,5 +313,8 @@ class LiveEventsPipeline:
             workers=self._workers,
             accepted=self._accepted,
             outcomes=dict(self._outcomes),
+            in_memory=self._in_memory,
+            in_memory_bytes=self._bytes,
+            backlog=self._backlog,
             dispatcher=self._dispatcher.statistics(),
         )

@@ -7,6 +7,7 @@ import logging
 from abc import ABC, abstractmethod
 
 from .._exceptions import RetryableError
+from .._retry import RetryPolicy
 from ..mapping._models import ResourceConfig
 from ._event import EventHeaders, EventPayload, WebhookEvent, WebhookEventRawResults
 
@@ -87,24 +88,31 @@ class AbstractWebhookProcessor(ABC):
 
     async def on_error(self, error: Exception) -> None:
         """Runs after every failed ``handle_event`` attempt, before the retry decision."""
-        logger.warning(
-            "%s attempt %d/%d failed: %r",
-            type(self).__name__,
-            self.retry_count + 1,
-            self.max_retries + 1,
-            error,
-        )
+        attempt = f"{type(self).__name__} attempt {self.retry_count + 1}/{self.max_retries + 1}"
+        if not self.should_retry(error):
+            logger.warning("%s failed: %r; not retried (not a retryable error)", attempt, error)
+        elif self.retry_count >= self.max_retries:
+            logger.warning("%s failed: %r; not retried (no attempts left)", attempt, error)
+        else:
+            logger.warning("%s failed: %r; retrying", attempt, error)
 
     def should_retry(self, error: Exception) -> bool:
         """Retry only ``RetryableError`` by default (Ocean parity)."""
         return isinstance(error, RetryableError)
 
+    @classmethod
+    def retry_policy(cls) -> RetryPolicy:
+        """The class attributes as a ``RetryPolicy`` (Ocean counts the first retry as ``base ** 1``)."""
+        return RetryPolicy(
+            max_attempts=cls.max_retries + 1,
+            initial_delay=cls.initial_retry_delay_seconds * cls.exponential_base_seconds,
+            base=cls.exponential_base_seconds,
+            max_delay=cls.max_retry_delay_seconds,
+        )
+
     def calculate_retry_delay(self) -> float:
         """``min(initial * base ** retry_count, max)``; ``retry_count`` is already incremented."""
-        return min(
-            self.initial_retry_delay_seconds * self.exponential_base_seconds**self.retry_count,
-            self.max_retry_delay_seconds,
-        )
+        return self.retry_policy().delay(self.retry_count)
 
     def validate_webhook_setup(self) -> bool:
         """Kept for Ocean compatibility; never called."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import enum
 import logging
 
@@ -86,18 +85,15 @@ async def run_processor(
     processor: AbstractWebhookProcessor,
     resource: ResourceConfig | None,
     resource_index: int | None,
-    *,
-    copy_payload: bool,
+    payload: EventPayload,
 ) -> RunOutcome:
-    """Run ``processor`` for one resource; errors become the outcome, ``Cancelled`` propagates.
+    """Run ``processor`` for one resource on ``payload`` (this run's own copy of the event's).
 
-    The caller owns the deadline (``fail_after(max_event_processing_seconds)``). When the run
-    is cancelled, by that deadline or by shutdown, the processor's ``cancel()`` hook runs
-    before the cancellation goes on. ``copy_payload`` gives this run its own deep copy of the
-    payload, so runs sharing an event cannot see each other's mutations.
+    Errors become the outcome, ``Cancelled`` propagates. The caller owns the deadline
+    (``max_event_processing_seconds``). When the run is cancelled, by that deadline or by
+    shutdown, the processor's ``cancel()`` hook runs before the cancellation goes on.
     """
     event = processor.event
-    payload = copy.deepcopy(event.payload) if copy_payload else event.payload
     try:
         await processor.before_processing()
         if not await processor.authenticate(payload, event.headers):

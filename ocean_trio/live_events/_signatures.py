@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from .._exceptions import ConfigError, OceanError
+from .._exceptions import ConfigError, SignatureError
 
 _GITHUB_HEADER = "X-Hub-Signature-256"
 _GITLAB_HEADER = "X-Gitlab-Token"
@@ -29,13 +29,6 @@ _SHA256_SIZE = hashlib.sha256().digest_size
 # 15 digits is Unix time for the next ~30 million years; the cap keeps int() (refuses > 4300
 # digits) and the float subtraction (overflows past ~309 digits) away from hostile input.
 _MAX_TIMESTAMP_DIGITS = 15
-
-
-class SignatureError(OceanError):
-    """The request's signature is missing, malformed, expired or wrong; ``str(error)`` says which.
-
-    The message names the header and the problem, never a secret, so it can be the 401 body.
-    """
 
 
 class SignatureVerifier(Protocol):

@@ -18,11 +18,16 @@ from .._exceptions import DuplicateDeliveryError, JournalFullError, JournalUnava
 from ._event import WebhookEvent
 from ._journal import (
     DEDUP_WINDOW_SECONDS,
-    KEPT_STATUSES,
+    DEFAULT_PURGE,
+    PRUNED_STATUSES,
+    UNPARSED,
+    Admit,
     EventStatus,
     JournalEntry,
     JournalRecord,
     JournalStatistics,
+    Replayed,
+    ReplayResult,
 )
 
 logger = logging.getLogger("ocean_trio.journal")
@@ -45,6 +50,7 @@ CREATE TABLE IF NOT EXISTS events (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_status ON events (status, seq);
+CREATE INDEX IF NOT EXISTS events_pending ON events (path, seq) WHERE status = 'pending';
 CREATE TABLE IF NOT EXISTS deliveries (
     path TEXT NOT NULL,
     delivery_id TEXT NOT NULL,
@@ -70,11 +76,20 @@ _SELECT = (
     "SELECT seq, trace_id, path, group_id, delivery_id, headers, body, received_at, status,"
     " error, attempts, updated_at FROM events"
 )
+_PENDING_PAGE = _SELECT + " WHERE status = 'pending' AND path = ? AND seq > ? ORDER BY seq"
+_PRUNED = ", ".join(f"'{s.value}'" for s in PRUNED_STATUSES)
+# A replay appends copies of the chosen rows at the tail (new seqs, pending), then drops them.
+_REPLAY_COPY = (
+    "INSERT INTO events (trace_id, path, group_id, delivery_id, headers, body, received_at,"
+    " status, updated_at) SELECT trace_id, path, group_id, delivery_id, headers, body,"
+    " received_at, 'pending', ? FROM events WHERE {where} ORDER BY seq"
+)
 
 
 @attrs.define(eq=False)
 class _Append:
     event: WebhookEvent
+    admit: Admit
     done: trio.Event = attrs.field(factory=trio.Event)
     seq: int | None = None
     duplicate_of: str | None = None
@@ -91,7 +106,8 @@ class SqliteJournal:
     the previous commit ran in one transaction on a worker thread (group commit), so the
     cost of durability is shared by all events arriving together. Completions ride along in
     the same transactions without being waited for: a crash before they commit replays the
-    event (at-least-once). Done events are pruned after ``retention_seconds``.
+    event (at-least-once). Finished events other than dead letters are pruned after
+    ``retention_seconds``, and beyond ``max_finished`` of them, oldest first.
     """
 
     def __init__(
@@ -103,7 +119,9 @@ class SqliteJournal:
         pending: int,
         dedup_window_seconds: float,
         retention_seconds: float,
+        max_finished: int,
         queue_size: int,
+        last_seq: int,
     ) -> None:
         self._db = db
         self.path = path
@@ -111,6 +129,9 @@ class SqliteJournal:
         self._pending = pending
         self._window = dedup_window_seconds
         self._retention = retention_seconds
+        self._max_finished = max_finished
+        self._last_seq = last_seq
+        self._replayed = 0
         self._limiter = trio.CapacityLimiter(1)
         self._send, self._recv = trio.open_memory_channel[_Append | _Complete](queue_size)
         self._appended = 0
@@ -129,11 +150,12 @@ class SqliteJournal:
         max_pending: int,
         dedup_window_seconds: float = DEDUP_WINDOW_SECONDS,
         retention_seconds: float = 24 * 3600,
+        max_finished: int = 100_000,
         queue_size: int = 4096,
     ) -> AsyncIterator[SqliteJournal]:
         """Open (creating if needed) the journal at ``path``; closed on exit."""
 
-        def connect() -> tuple[sqlite3.Connection, int]:
+        def connect() -> tuple[sqlite3.Connection, int, int]:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
@@ -144,9 +166,10 @@ class SqliteJournal:
             (pending,) = db.execute(
                 "SELECT COUNT(*) FROM events WHERE status = 'pending'"
             ).fetchone()
-            return db, int(pending)
+            (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+            return db, int(pending), int(last)
 
-        db, pending = await trio.to_thread.run_sync(connect)
+        db, pending, last_seq = await trio.to_thread.run_sync(connect)
         journal = cls(
             db,
             path,
@@ -154,7 +177,9 @@ class SqliteJournal:
             pending=pending,
             dedup_window_seconds=dedup_window_seconds,
             retention_seconds=retention_seconds,
+            max_finished=max_finished,
             queue_size=queue_size,
+            last_seq=last_seq,
         )
         try:
             yield journal
@@ -166,6 +191,10 @@ class SqliteJournal:
 
     async def _call(self, fn: Callable[[], _T]) -> _T:
         return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
 
     # --- the writer -------------------------------------------------------------------------
 
@@ -202,6 +231,10 @@ class SqliteJournal:
         finally:
             self._queued -= len(completes)
             for request in appends:
+                if request.seq is not None:
+                    # In seq order, before any appender wakes: pipelines rely on it.
+                    self._last_seq = max(self._last_seq, request.seq)
+                    request.admit(JournalEntry(request.seq, request.event))
                 request.done.set()
             if self._queued == 0:
                 self._written.set()
@@ -250,24 +283,38 @@ class SqliteJournal:
         now = time.time()
         with self._db:
             self._db.execute("BEGIN")
-            done = self._db.execute(
-                "DELETE FROM events WHERE status IN ('done', 'no_match') AND updated_at < ?",
+            old = self._db.execute(
+                f"DELETE FROM events WHERE status IN ({_PRUNED}) AND updated_at < ?",
                 (now - self._retention,),
             ).rowcount
+            (finished,) = self._db.execute(
+                f"SELECT COUNT(*) FROM events WHERE status IN ({_PRUNED})"
+            ).fetchone()
+            excess = self._db.execute(
+                f"DELETE FROM events WHERE seq IN (SELECT seq FROM events"
+                f" WHERE status IN ({_PRUNED}) ORDER BY seq LIMIT ?)",
+                (max(0, finished - self._max_finished),),
+            ).rowcount
             self._db.execute("DELETE FROM deliveries WHERE seen_at < ?", (now - self._window,))
-        if done:
-            logger.info("pruned %d finished events older than %gs", done, self._retention)
+        if old or excess:
+            logger.info(
+                "pruned %d finished events older than %gs and %d beyond the %d kept",
+                old,
+                self._retention,
+                excess,
+                self._max_finished,
+            )
 
     # --- the journal interface --------------------------------------------------------------
 
-    async def append(self, event: WebhookEvent) -> JournalEntry:
+    async def append(self, event: WebhookEvent, admit: Admit) -> JournalEntry:
         if self._pending >= self._max_pending:
             await trio.lowlevel.checkpoint()
             raise JournalFullError(
                 f"{self._pending} events are pending (limit {self._max_pending})"
             )
         self._pending += 1
-        request = _Append(event)
+        request = _Append(event, admit)
         try:
             await self._send.send(request)
             await request.done.wait()
@@ -301,11 +348,33 @@ class SqliteJournal:
     async def flush(self) -> None:
         await self._written.wait()
 
-    async def unfinished(self) -> list[JournalEntry]:
+    async def pending_page(
+        self, path: str, *, after: int, limit: int, max_bytes: int, at_least_one: bool = True
+    ) -> list[JournalEntry]:
+        def read() -> list[JournalEntry]:
+            # Row by row, so bodies beyond the budget are never read.
+            page: list[JournalEntry] = []
+            size = 0
+            for row in self._db.execute(_PENDING_PAGE, (path, after)):
+                record = _record(row, parse=False)
+                body_size = len(record.event.body)
+                if (page or not at_least_one) and (
+                    len(page) >= limit or size + body_size > max_bytes
+                ):
+                    break
+                page.append(JournalEntry(record.seq, record.event))
+                size += body_size
+            return page
+
+        return await self._call(read)
+
+    async def pending_counts(self) -> dict[str, int]:
         rows = await self._call(
-            lambda: self._db.execute(_SELECT + " WHERE status = 'pending' ORDER BY seq").fetchall()
+            lambda: self._db.execute(
+                "SELECT path, COUNT(*) FROM events WHERE status = 'pending' GROUP BY path"
+            ).fetchall()
         )
-        return [JournalEntry(r.seq, r.event) for r in map(_record, rows)]
+        return {str(path): int(count) for path, count in rows}
 
     async def records(
         self, status: EventStatus | None = None, *, limit: int = 100
@@ -315,30 +384,59 @@ class SqliteJournal:
             sql += " WHERE status = ?"
             args.append(status.value)
         sql += " ORDER BY seq LIMIT ?"
-        rows = await self._call(lambda: self._db.execute(sql, (*args, limit)).fetchall())
-        return [_record(row) for row in rows]
+        # Parsed in the thread too: an admin listing may hold big bodies.
+        return await self._call(
+            lambda: [_record(row) for row in self._db.execute(sql, (*args, limit))]
+        )
 
-    async def replay(self, seqs: Sequence[int] | None = None) -> list[JournalEntry]:
-        def mark() -> list[Any]:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
+    async def replay(self, seqs: Sequence[int] | None = None) -> ReplayResult:
+        def reappend() -> ReplayResult:
+            db = self._db
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                missing: list[int] = []
+                refused: list[tuple[int, EventStatus]] = []
                 if seqs is None:
                     where, args = "status = 'dead'", []
                 else:
-                    marks = ",".join("?" * len(seqs))
-                    where, args = f"status IN ('dead', 'rejected') AND seq IN ({marks})", list(seqs)
-                rows = self._db.execute(_SELECT + f" WHERE {where} ORDER BY seq", args).fetchall()
-                self._db.execute(
-                    f"UPDATE events SET status = 'pending', error = NULL, updated_at = ? WHERE {where}",
-                    [time.time(), *args],
-                )
-            return rows
+                    wanted = sorted(set(seqs))
+                    marks = ",".join("?" * len(wanted))
+                    found = dict(
+                        db.execute(
+                            f"SELECT seq, status FROM events WHERE seq IN ({marks})", wanted
+                        ).fetchall()
+                    )
+                    missing = [s for s in wanted if s not in found]
+                    refused = [
+                        (s, EventStatus(found[s]))
+                        for s in wanted
+                        if s in found and found[s] not in ("dead", "rejected")
+                    ]
+                    where = f"status IN ('dead', 'rejected') AND seq IN ({marks})"
+                    args = wanted
+                old = [
+                    seq
+                    for (seq,) in db.execute(
+                        f"SELECT seq FROM events WHERE {where} ORDER BY seq", args
+                    )
+                ]
+                (before,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+                db.execute(_REPLAY_COPY.format(where=where), [time.time(), *args])
+                new = db.execute(
+                    "SELECT seq, path FROM events WHERE seq > ? ORDER BY seq", (before,)
+                ).fetchall()
+                db.execute(f"DELETE FROM events WHERE {where}", args)
+            replayed = tuple(Replayed(o, s, p) for o, (s, p) in zip(old, new, strict=True))
+            return ReplayResult(replayed, tuple(missing), tuple(refused))
 
-        entries = [JournalEntry(r.seq, r.event) for r in map(_record, await self._call(mark))]
-        self._pending += len(entries)
-        return entries
+        result = await self._call(reappend)
+        if result.replayed:
+            self._last_seq = max(self._last_seq, result.replayed[-1].seq)
+        self._pending += len(result.replayed)
+        self._replayed += len(result.replayed)
+        return result
 
-    async def purge(self, statuses: Sequence[EventStatus] = KEPT_STATUSES) -> int:
+    async def purge(self, statuses: Sequence[EventStatus] = DEFAULT_PURGE) -> int:
         def delete() -> int:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -359,17 +457,20 @@ class SqliteJournal:
             appended=self._appended,
             completed=self._completed,
             duplicates=self._duplicates,
+            replayed=self._replayed,
         )
 
 
-def _record(row: Any) -> JournalRecord:
+def _record(row: Any, *, parse: bool = True) -> JournalRecord:
     (seq, trace_id, path, group_id, delivery_id, headers, body, received_at) = row[:8]
     status, error, attempts, updated_at = row[8:]
     body = bytes(body)
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        payload = {}
+    payload = UNPARSED
+    if parse:
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            payload = {}
     event = WebhookEvent(
         trace_id=trace_id,
         payload=payload,

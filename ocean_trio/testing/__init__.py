@@ -12,7 +12,6 @@ import hmac
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,9 @@ import attrs
 import httpx
 import trio
 
-from .._app import App, open_app
-from .._asgi import OceanASGI
-from .._ocean import Integration
-from .._serve import serve_asgi
+from .._app import App
+from .._integration import Integration
+from .._root import open_app
 from .._settings import Settings, load_settings
 from ..live_events._journal import JournalEntry
 from ..live_events._outcome import EventOutcome
@@ -91,20 +89,13 @@ class TestServer:
 async def serve_integration(
     integration: Integration, settings: Settings, *, root: Path | None = None
 ) -> AsyncIterator[TestServer]:
-    """Open the app, serve it on ``settings.http``, yield a ``TestServer``; stop cleanly on exit."""
-    asgi = OceanASGI(integration)
+    """Open the app serving HTTP on ``settings.http``, yield a ``TestServer``; stop cleanly on exit.
+
+    The same tree as ``ocean-trio sail`` (``open_app(serve_http=True)``).
+    """
     send, receive = trio.open_memory_channel[tuple[JournalEntry, EventOutcome]](_OUTCOME_BUFFER)
-    async with open_app(integration, settings, root=root) as app:
-        asgi.attach(app)
+    async with open_app(integration, settings, root=root, serve_http=True) as app:
         for pipeline in app.pipelines.values():
             pipeline.observe(send)
-        shutdown = trio.Event()
-        async with trio.open_nursery() as nursery:
-            serve = partial(serve_asgi, asgi, settings.http.host, settings.http.port)
-            urls = await nursery.start(partial(serve, shutdown_trigger=shutdown))
-            app.served_at(urls)
-            try:
-                async with httpx.AsyncClient(base_url=app.base_url, timeout=30) as client:
-                    yield TestServer(app, app.base_url, client, receive)
-            finally:
-                shutdown.set()
+        async with httpx.AsyncClient(base_url=app.base_url, timeout=30) as client:
+            yield TestServer(app, app.base_url, client, receive)

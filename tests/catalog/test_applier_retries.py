@@ -9,6 +9,7 @@ import trio
 import trio.testing
 
 from ocean_trio import Entity, EntityChanges
+from ocean_trio._retry import RetryPolicy
 from ocean_trio.catalog._applier import Applier
 
 
@@ -42,7 +43,9 @@ async def test_an_outage_is_retried_with_exponential_backoff(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     sink = FlakySink(sqlite3.OperationalError("database is locked"), recover_at=5.0)
-    applier = Applier(sink, retry_delay=0.5, max_retry_delay=2.0, retry_horizon=60.0)
+    applier = Applier(
+        sink, retry=RetryPolicy(max_attempts=None, initial_delay=0.5, max_delay=2.0, horizon=60.0)
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(applier.run)
         await applier.apply(changes("a"))
@@ -57,7 +60,9 @@ async def test_an_outage_longer_than_the_horizon_fails_the_changes(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     sink = FlakySink(sqlite3.OperationalError("disk I/O error"), recover_at=1e9)
-    applier = Applier(sink, retry_delay=1.0, max_retry_delay=1.0, retry_horizon=3.0)
+    applier = Applier(
+        sink, retry=RetryPolicy(max_attempts=None, initial_delay=1.0, max_delay=1.0, horizon=3.0)
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(applier.run)
         with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):

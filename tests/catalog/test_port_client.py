@@ -13,6 +13,7 @@ import pytest
 import trio
 import trio.testing
 
+from ocean_trio._retry import RetryPolicy
 from ocean_trio.catalog._port_client import (
     PortApiError,
     PortClient,
@@ -42,7 +43,7 @@ async def port(**client_options: object) -> AsyncIterator[tuple[PortEmulator, Po
             "client_id": emulator.client_id,
             "client_secret": emulator.client_secret,
             "user_agent": "port-ocean/test/0.1.0/test-integration/exporter",
-            "base_delay": 0.01,
+            "retry": RetryPolicy(max_attempts=6, initial_delay=0.01, jitter=0.2),
             **client_options,
         }
         async with PortClient.open(**options) as client:
@@ -134,7 +135,7 @@ async def test_outages_and_rate_limits_are_retried(status: int) -> None:
 
 
 async def test_retries_are_bounded() -> None:
-    async with port(max_attempts=3) as (emulator, client):
+    async with port(retry=RetryPolicy(max_attempts=3, initial_delay=0.01)) as (emulator, client):
         emulator.faults.fail(503, path="/v1/blueprints/service/entities/bulk", times=None)
         with pytest.raises(PortApiError) as error:
             await upsert(client, services(1))

@@ -271,7 +271,7 @@ async def test_main_imports_as_a_package_module_for_hypercorn() -> None:
             [sys.executable, "-c", code], cwd=FAKE_ROOT.parents[1], capture_stdout=True
         )
     assert done.stdout.decode().split(maxsplit=1) == [
-        "OceanASGI",
+        "IntegrationASGI",
         "['integrations.fake.processors.IssueWebhookProcessor', "
         "'integrations.fake.processors.ProjectWebhookProcessor']\n",
     ]

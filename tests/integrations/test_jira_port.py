@@ -350,5 +350,5 @@ async def test_main_imports_as_a_package_module_for_hypercorn() -> None:
             [sys.executable, "-c", code], cwd=JIRA_ROOT.parents[1], capture_stdout=True
         )
     assert done.stdout.decode() == (
-        "OceanASGI ['IssueWebhookProcessor', 'ProjectWebhookProcessor']\n"
+        "IntegrationASGI ['IssueWebhookProcessor', 'ProjectWebhookProcessor']\n"
     )

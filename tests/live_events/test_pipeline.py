@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import collections
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -10,9 +13,14 @@ import trio
 from ocean_trio._exceptions import JournalFullError
 from ocean_trio.live_events._dispatcher import GroupDispatcher
 from ocean_trio.live_events._event import WebhookEvent
-from ocean_trio.live_events._journal import EventStatus, JournalEntry, MemoryJournal
+from ocean_trio.live_events._journal import EventStatus, Journal, JournalEntry, MemoryJournal
+from ocean_trio.live_events._json import BodyParser
 from ocean_trio.live_events._outcome import EventOutcome
-from ocean_trio.live_events._pipeline import LiveEventsPipeline
+from ocean_trio.live_events._pipeline import LiveEventsPipeline, Window
+from ocean_trio.live_events._sqlite_journal import SqliteJournal
+
+PARSER = BodyParser()
+DEFAULT_WINDOW = Window()
 
 
 def event(group: str | None, n: int) -> WebhookEvent:
@@ -46,10 +54,22 @@ class ScriptedHandler:
 
 
 def make_pipeline(
-    handler: ScriptedHandler, *, workers: int, capacity: int = 100
+    handler: ScriptedHandler | RecordingHandler,
+    *,
+    workers: int,
+    capacity: int = 100,
+    journal: Journal | None = None,
+    window: Window = DEFAULT_WINDOW,
+    backlog: int = 0,
 ) -> LiveEventsPipeline:
     return LiveEventsPipeline(
-        "/webhook", handler, MemoryJournal(max_pending=capacity), workers=workers, capacity=capacity
+        "/webhook",
+        handler,
+        journal or MemoryJournal(max_pending=capacity),
+        workers=workers,
+        parse=PARSER.parse_object_async,
+        window=window,
+        backlog=backlog,
     )
 
 
@@ -193,27 +213,140 @@ async def test_dispatcher_release_makes_next_event_of_group_ready() -> None:
     assert dispatcher.statistics().groups == 0
 
 
-async def test_parked_events_keep_only_their_body_while_queued() -> None:
-    handler = ScriptedHandler()
-    pipeline = LiveEventsPipeline(
-        "/webhook", handler, MemoryJournal(max_pending=10), workers=1, capacity=10, park_events=True
+class RecordingHandler:
+    """Finishes every event at once; records the order and the pipeline's memory use."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[str, int]] = []
+        self.max_in_memory = 0
+        self.pipeline: LiveEventsPipeline | None = None
+        self.gate = trio.Event()  # set by the test once everything is submitted
+        self.gate.set()
+
+    def group_of(self, event: WebhookEvent) -> str | None:
+        return str(event.payload["group"])
+
+    async def handle(self, event: WebhookEvent) -> EventOutcome:
+        await self.gate.wait()
+        assert self.pipeline is not None
+        self.max_in_memory = max(self.max_in_memory, self.pipeline.statistics().in_memory)
+        self.done.append((event.payload["group"], event.payload["n"]))
+        return EventOutcome(EventStatus.DONE)
+
+
+def _in_group_order(done: list[tuple[str, int]]) -> bool:
+    groups = {g for g, _ in done}
+    return all(
+        [n for h, n in done if h == g] == sorted(n for h, n in done if h == g) for g in groups
     )
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def journal(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Journal]:
+    async with trio.open_nursery() as nursery:
+        if request.param == "memory":
+            memory = MemoryJournal(max_pending=10_000)
+            await nursery.start(memory.run)
+            yield memory
+        else:
+            async with SqliteJournal.open(tmp_path / "j.sqlite3", max_pending=10_000) as sqlite:
+                await nursery.start(sqlite.run)
+                yield sqlite
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_backlog_ten_times_the_window_is_paged_in_in_order(journal: Journal) -> None:
+    handler = RecordingHandler()
+    pipeline = make_pipeline(handler, workers=4, journal=journal, window=Window(max_events=5))
+    handler.pipeline = pipeline
+    handler.gate = trio.Event()  # nothing finishes until all are in: most of them spill
     async with trio.open_nursery() as nursery:
         await nursery.start(pipeline.run)
-        for n in range(3):
-            payload = {"group": "g", "n": n}
-            body = f'{{"group": "g", "n": {n}}}'.encode()
-            await pipeline.submit(pipeline.make_event(body, payload, {}))
-        await handler.started_event.wait()
-        # the first is running; the two behind it wait without their parsed payload
-        queued = list(pipeline._dispatcher._groups["#g"])
-        assert [e.event.payload for e in queued] == [{}, {}]
-        assert [e.event.body for e in queued] == [
-            b'{"group": "g", "n": 1}',
-            b'{"group": "g", "n": 2}',
-        ]
-        for n in range(3):
-            handler.gates.setdefault(n, trio.Event()).set()
-        await pipeline.wait_idle()
+        await submit_all(pipeline, [event(f"g{i % 7}", i) for i in range(50)])
+        assert pipeline.statistics().backlog == 45
+        handler.gate.set()
+        with trio.fail_after(10):
+            await pipeline.wait_idle()
         nursery.cancel_scope.cancel()
-    assert handler.started == [("g", 0), ("g", 1), ("g", 2)]  # payloads parsed again
+    assert sorted(n for _, n in handler.done) == list(range(50))  # each exactly once
+    assert _in_group_order(handler.done)
+    assert handler.max_in_memory <= 5
+    stats = pipeline.statistics()
+    assert (stats.accepted, stats.in_memory, stats.backlog) == (50, 0, 0)
+
+
+async def test_a_byte_window_spills_big_bodies() -> None:
+    handler = RecordingHandler()
+    pipeline = make_pipeline(handler, workers=1, window=Window(max_events=100, max_bytes=100))
+    handler.pipeline = pipeline
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pipeline.run)
+        for n in range(6):  # ~90-byte bodies: a 100-byte window holds one at a time
+            payload = {"group": "g", "n": n, "pad": "x" * 60}
+            await pipeline.submit(pipeline.make_event(json.dumps(payload).encode(), payload, {}))
+        with trio.fail_after(5):
+            await pipeline.wait_idle()
+        nursery.cancel_scope.cancel()
+    assert handler.done == [("g", n) for n in range(6)]
+    assert handler.max_in_memory == 1
+
+
+async def test_start_up_backlog_is_processed_before_new_events_of_a_group(
+    journal: Journal,
+) -> None:
+    # What a previous run left pending: 30 events in 30 groups, and g0 again.
+    for n in range(30):
+        payload = {"group": f"g{n}", "n": n}
+        body = json.dumps(payload).encode()
+        stored = WebhookEvent.from_body("/webhook", body, payload, {}, group_id=f"g{n}")
+        await journal.append(stored, _ignore)
+    handler = RecordingHandler()
+    pipeline = make_pipeline(
+        handler, workers=3, journal=journal, window=Window(max_events=3), backlog=30
+    )
+    handler.pipeline = pipeline
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pipeline.run)
+        await submit_all(pipeline, [event("g0", 100)])  # arrives during the replay
+        with trio.fail_after(10):
+            await pipeline.wait_idle()
+        nursery.cancel_scope.cancel()
+    assert sorted(n for _, n in handler.done) == [*range(30), 100]
+    assert handler.done.index(("g0", 0)) < handler.done.index(("g0", 100))
+    assert handler.max_in_memory <= 3
+
+
+async def test_a_replay_during_traffic_is_paged_in_and_loses_nothing(journal: Journal) -> None:
+    handler = RecordingHandler()
+    pipeline = make_pipeline(handler, workers=2, journal=journal, window=Window(max_events=4))
+    handler.pipeline = pipeline
+    dead = []
+    for n in range(40):  # dead letters of an earlier outage
+        payload = {"group": f"d{n}", "n": n}
+        body = json.dumps(payload).encode()
+        entry = await journal.append(WebhookEvent.from_body("/other", body, payload, {}), _ignore)
+        dead.append(entry)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pipeline.run)
+        # the dead letters belong to this path once replayed (a path renamed back, say)
+        for entry in dead:
+            await journal.complete(entry, EventStatus.DEAD, "x")
+        await journal.flush()
+        pipeline.pin()
+        result = await journal.replay()
+        await submit_all(pipeline, [event("new", 1000)])  # while pinned: it waits its turn
+        assert result.replayed
+        for replayed in result.replayed:
+            pipeline.replayed(replayed.seq)
+        pipeline.unpin()
+        with trio.fail_after(10):
+            while len(handler.done) < 1:
+                await trio.testing.wait_all_tasks_blocked()
+            await pipeline.wait_idle()
+        nursery.cancel_scope.cancel()
+    # the replayed events are for /other: the pipeline of /webhook only processes its own
+    assert handler.done == [("new", 1000)]
+
+
+def _ignore(entry: JournalEntry) -> None:
+    pass

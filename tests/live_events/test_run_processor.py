@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -32,6 +33,12 @@ RESOURCE = ResourceConfig(
         entity=MappingsConfig(mappings=EntityMapping(identifier=".id", blueprint='"issue"'))
     ),
 )
+
+
+def _args(
+    processor: AbstractWebhookProcessor,
+) -> tuple[AbstractWebhookProcessor, ResourceConfig, int, EventPayload]:
+    return processor, RESOURCE, 0, processor.event.payload
 
 
 def make_event(payload: dict[str, Any] | None = None) -> WebhookEvent:
@@ -92,7 +99,7 @@ class Recorder(AbstractWebhookProcessor):
 
 async def test_success_runs_hooks_in_ocean_order() -> None:
     processor = Recorder(make_event())
-    outcome = await run_processor(processor, RESOURCE, 0, copy_payload=False)
+    outcome = await run_processor(*_args(processor))
     assert outcome.status is RunStatus.SUCCEEDED
     assert outcome.attempts == 1
     assert outcome.results == WebhookEventRawResults([{"id": "1"}], [])
@@ -117,7 +124,7 @@ async def test_authenticate_or_validate_false_rejects_without_retry(
 
     P.auth, P.valid = auth, valid
     processor = P(make_event())
-    outcome = await run_processor(processor, RESOURCE, 0, copy_payload=False)
+    outcome = await run_processor(*_args(processor))
     assert outcome.status is RunStatus.REJECTED
     assert outcome.error == error
     assert outcome.attempts == 0
@@ -133,7 +140,7 @@ async def test_retryable_errors_back_off_exponentially_on_virtual_time(
 
     processor = P(make_event())
     start = trio.current_time()
-    outcome = await run_processor(processor, RESOURCE, 0, copy_payload=False)
+    outcome = await run_processor(*_args(processor))
     assert outcome.status is RunStatus.SUCCEEDED
     assert outcome.attempts == 4
     # Ocean's delays: retry_count is incremented first, so 1*2**1, 1*2**2, 1*2**3 seconds.
@@ -147,7 +154,7 @@ async def test_retries_stop_after_max_retries(autojump_clock: trio.testing.MockC
         failures = [RetryableError(str(i)) for i in range(5)]
 
     processor = P(make_event())
-    outcome = await run_processor(processor, RESOURCE, 0, copy_payload=False)
+    outcome = await run_processor(*_args(processor))
     assert outcome.status is RunStatus.FAILED
     assert outcome.attempts == 3
     assert outcome.error == "RetryableError('2')"
@@ -162,7 +169,7 @@ async def test_delay_is_capped_by_max_retry_delay(autojump_clock: trio.testing.M
 
     processor = P(make_event())
     start = trio.current_time()
-    await run_processor(processor, RESOURCE, 0, copy_payload=False)
+    await run_processor(*_args(processor))
     gaps = [
         b - a for a, b in zip(processor.attempt_times, processor.attempt_times[1:], strict=False)
     ]
@@ -175,7 +182,7 @@ async def test_non_retryable_error_fails_at_once() -> None:
         failures = [KeyError("missing")]
 
     processor = P(make_event())
-    outcome = await run_processor(processor, RESOURCE, 0, copy_payload=False)
+    outcome = await run_processor(*_args(processor))
     assert outcome.status is RunStatus.FAILED
     assert outcome.attempts == 1
     assert outcome.error == "KeyError('missing')"
@@ -190,7 +197,7 @@ async def test_custom_should_retry_is_honoured(autojump_clock: trio.testing.Mock
             return isinstance(error, ConnectionError)
 
     processor = P(make_event())
-    outcome = await run_processor(processor, RESOURCE, 0, copy_payload=False)
+    outcome = await run_processor(*_args(processor))
     assert outcome.status is RunStatus.SUCCEEDED
     assert outcome.attempts == 2
 
@@ -210,7 +217,7 @@ async def test_timeout_cancels_the_run_and_calls_cancel(
     start = trio.current_time()
     with pytest.raises(trio.TooSlowError):
         with trio.fail_after(90):
-            await run_processor(processor, RESOURCE, 0, copy_payload=False)
+            await run_processor(*_args(processor))
     assert trio.current_time() - start == 90
     assert processor.calls[-1] == "cancel"
 
@@ -224,7 +231,7 @@ async def test_timeout_covers_retries_too(autojump_clock: trio.testing.MockClock
     start = trio.current_time()
     with pytest.raises(trio.TooSlowError):
         with trio.fail_after(20):
-            await run_processor(processor, RESOURCE, 0, copy_payload=False)
+            await run_processor(*_args(processor))
     assert trio.current_time() - start == 20
     assert processor.calls[-1] == "cancel"
 
@@ -246,7 +253,7 @@ async def test_shutdown_cancellation_calls_cancel_and_propagates() -> None:
 
         async def run() -> None:
             nonlocal finished
-            await run_processor(processor, RESOURCE, 0, copy_payload=False)
+            await run_processor(*_args(processor))
             finished = True
 
         nursery.start_soon(run)
@@ -279,10 +286,10 @@ async def test_cancel_hook_errors_do_not_hide_cancellation() -> None:
 
 
 async def _run(processor: AbstractWebhookProcessor) -> None:
-    await run_processor(processor, RESOURCE, 0, copy_payload=False)
+    await run_processor(*_args(processor))
 
 
-async def test_copy_payload_isolates_mutations() -> None:
+async def test_a_run_works_on_the_payload_it_is_given() -> None:
     class Mutating(Recorder):
         async def handle_event(
             self, payload: EventPayload, resource_config: ResourceConfig
@@ -291,7 +298,7 @@ async def test_copy_payload_isolates_mutations() -> None:
             return WebhookEventRawResults([payload], [])
 
     event = make_event({"id": "1"})
-    await run_processor(Mutating(event), RESOURCE, 0, copy_payload=True)
+    await run_processor(Mutating(event), RESOURCE, 0, copy.deepcopy(event.payload))
     assert event.payload == {"id": "1"}
 
 
@@ -302,7 +309,7 @@ async def test_handle_event_returning_wrong_type_fails_the_run() -> None:
         ) -> list[dict[str, Any]]:
             return [payload]
 
-    outcome = await run_processor(Wrong(make_event()), RESOURCE, 0, copy_payload=False)
+    outcome = await run_processor(*_args(Wrong(make_event())))
     assert outcome.status is RunStatus.FAILED
     assert "not WebhookEventRawResults" in (outcome.error or "")
 

@@ -1,0 +1,354 @@
+"""``open_app``: the composition root. One function builds and runs an integration's whole tree.
+
+``ocean-trio sail``, ``ocean_trio.testing`` and the hypercorn entry point all go through it;
+the first two let it serve HTTP too (``serve_http=True``), the last is served by hypercorn.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ._app import WEBHOOK_PREFIX, App
+from ._asgi import OceanASGI
+from ._exceptions import ConfigError, PortApiError, StartupError, single_leaf
+from ._integration import Integration, OnStart, using
+from ._resources import load_blueprints, load_mapping, port_mapping
+from ._serve import HttpListener
+from ._settings import Settings
+from ._version import __version__
+from .catalog._applier import Applier
+from .catalog._changes import CatalogSink
+from .catalog._local import LocalCatalog
+from .catalog._port_client import PortClient
+from .catalog._port_sink import PortSink
+from .live_events._handling import EventHandler
+from .live_events._journal import Journal, MemoryJournal
+from .live_events._json import BodyParser
+from .live_events._pipeline import LiveEventsPipeline, Window
+from .live_events._signatures import SignatureVerifier, verifier_from_config
+from .live_events._sqlite_journal import SqliteJournal
+
+logger = logging.getLogger("ocean_trio")
+
+HTTP_STOP_SECONDS = 5.0  # hypercorn's graceful timeout (3 s) plus its lifespan shutdown
+
+
+class _Startup:
+    """The start-up deadline: each step that waits on something outside runs under it."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.deadline = trio.current_time() + timeout
+
+    @contextmanager
+    def step(self, what: str) -> Iterator[None]:
+        """Run a step; Port errors and the deadline become a ``StartupError`` naming ``what``."""
+        with trio.move_on_at(self.deadline) as scope:
+            try:
+                yield
+            except PortApiError as error:
+                raise StartupError(f"{what}: {error}") from None
+        if scope.cancelled_caught:
+            raise StartupError(
+                f"start-up took longer than {self.timeout:g}s while {what}"
+                " (startupTimeoutSeconds / OCEAN__STARTUP_TIMEOUT_SECONDS)"
+            )
+
+
+@asynccontextmanager
+async def open_app(
+    integration: Integration,
+    settings: Settings,
+    *,
+    root: Path | None = None,
+    serve_http: bool = False,
+) -> AsyncIterator[App]:
+    """Build and start the component tree; yield the running ``App``; drain and stop on exit.
+
+    With ``serve_http`` the HTTP server is part of the tree: ``settings.http`` is bound
+    before anything else starts (a busy port fails at once) and served once the components
+    run; ``app.urls`` holds its address. ``on_start`` hooks start last.
+
+    Leaving the block normally stops intake (webhooks answer 503), lets accepted events
+    finish for up to ``max_wait_seconds_before_shutdown``, stops HTTP, then cancels the
+    rest (unfinished events stay pending in the journal). Leaving it by an exception or a
+    cancellation stops everything at once. Start-up failures raise ``StartupError`` or
+    ``ConfigError`` with a one-line message.
+    """
+    base = (root or integration.root or Path.cwd()).resolve()
+    startup = _Startup(settings.startup_timeout_seconds)
+    mapping = load_mapping(integration, settings, base)
+    blueprints = load_blueprints(settings, base)
+    verifiers, delivery_id_headers = _webhook_checks(integration, settings)
+    parser = BodyParser(max_depth=settings.live_events.max_json_depth)
+    listener = HttpListener.bind(settings.http.host, settings.http.port) if serve_http else None
+    try:
+        async with (
+            _open_journal(settings, base) as journal,
+            _open_sink(settings, base, blueprints, startup) as (sink, catalog, port),
+        ):
+            if port is not None:
+                with startup.step(f"reading the mapping from Port's API at {port.base_url}"):
+                    mapping = await port_mapping(port, integration, settings, base, mapping)
+            app = App(
+                integration=integration,
+                settings=settings,
+                root=base,
+                mapping=mapping,
+                catalog=catalog,
+                applier=Applier(sink),
+                journal=journal,
+                parser=parser,
+                port=port,
+                verifiers=verifiers,
+                delivery_id_headers=delivery_id_headers,
+            )
+            await _build_pipelines(app)
+            with using(integration):
+                integration.attach(app, settings)
+                try:
+                    async with _running(app, listener, startup):
+                        yield app
+                finally:
+                    integration.detach()
+    finally:
+        if listener is not None:
+            listener.close()
+
+
+@asynccontextmanager
+async def _running(
+    app: App, listener: HttpListener | None, startup: _Startup
+) -> AsyncIterator[None]:
+    """The components' tasks, HTTP, the hooks; see ``open_app`` for how it stops."""
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(app.journal.run)
+            await nursery.start(app.applier.run)
+            for pipeline in app.pipelines.values():
+                await nursery.start(pipeline.run)
+            http_stop, http_done = trio.Event(), trio.Event()
+            if listener is not None:
+                urls = await nursery.start(
+                    _serve_http, listener, OceanASGI(app), http_stop, http_done
+                )
+                app.served_at(urls)
+            for hook in app.integration.on_start_hooks:
+                await _start_hook(nursery, hook, startup)
+            try:
+                yield
+            except BaseException:
+                nursery.cancel_scope.cancel()
+                raise
+            with trio.move_on_after(app.settings.max_wait_seconds_before_shutdown):
+                await app.drain()
+            http_stop.set()
+            with trio.move_on_after(HTTP_STOP_SECONDS):
+                await http_done.wait()
+            nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The body's own exception (or one component's crash) comes out alone, as the
+        # caller raised it; several at once stay a group.
+        leaf = single_leaf(group)
+        if leaf is None:
+            raise
+        raise leaf from None
+
+
+async def _serve_http(
+    listener: HttpListener,
+    asgi: OceanASGI,
+    stop: trio.Event,
+    done: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    try:
+        await listener.serve(asgi, shutdown_trigger=stop, task_status=task_status)
+    finally:
+        done.set()
+
+
+async def _build_pipelines(app: App) -> None:
+    """One pipeline per webhook path; events pending in the journal become their backlogs."""
+    settings = app.settings
+    counts = await app.journal.pending_counts()
+    window = Window(
+        max_events=settings.live_events.max_in_memory_events,
+        max_bytes=settings.live_events.max_in_memory_bytes,
+    )
+    for path, processors in app.integration.webhook_processors.items():
+        handler = EventHandler(
+            processors,
+            mapping=app.current_mapping,
+            apply=app.applier.apply,
+            max_event_processing_seconds=settings.max_event_processing_seconds,
+            parser=app.parser,
+        )
+        backlog = counts.pop(path, 0)
+        if backlog:
+            logger.info("%d events on %s were left unfinished: replaying them", backlog, path)
+        app.pipelines[WEBHOOK_PREFIX + path] = LiveEventsPipeline(
+            path,
+            handler,
+            app.journal,
+            workers=settings.event_workers_count,
+            parse=app.parser.parse_object_async,
+            window=window,
+            backlog=backlog,
+        )
+    for path, count in counts.items():
+        logger.warning("%d journaled events are for %s, which has no processors now", count, path)
+
+
+async def _start_hook(nursery: trio.Nursery, hook: OnStart, startup: _Startup) -> None:
+    name = getattr(hook, "__name__", repr(hook))
+    if "task_status" not in inspect.signature(hook).parameters:
+        nursery.start_soon(_background_hook, hook, name)
+        return
+    with startup.step(f"waiting for on_start hook {name}"):
+        try:
+            await nursery.start(_guarded_hook, hook, name)
+        except StartupError:
+            raise
+        except Exception as error:
+            raise StartupError(f"on_start hook {name} failed: {error}") from error
+
+
+async def _background_hook(hook: OnStart, name: str) -> None:
+    # Ocean runs on_start hooks in the background and only logs their errors.
+    try:
+        await hook()
+    except Exception:
+        logger.exception("on_start hook %s failed", name)
+
+
+async def _guarded_hook(
+    hook: OnStart, name: str, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+) -> None:
+    # Before started(): its error fails start-up (raised from nursery.start). After: it is
+    # logged and the integration goes on, as for a background hook.
+    started = False
+
+    def report(value: Any = None) -> None:
+        nonlocal started
+        started = True
+        task_status.started(value)
+
+    status = _Status(report)
+    try:
+        await hook(task_status=status)
+    except Exception:
+        if not started:
+            raise
+        logger.exception("on_start hook %s failed", name)
+
+
+class _Status:
+    """A ``TaskStatus`` recording whether ``started()`` was called."""
+
+    def __init__(self, report: Any) -> None:
+        self.started = report
+
+
+def _webhook_checks(
+    integration: Integration, settings: Settings
+) -> tuple[dict[str, SignatureVerifier], dict[str, tuple[str, ...]]]:
+    """Verifiers and delivery-id headers per webhook path: the integration's, then settings'."""
+    verifiers: dict[str, SignatureVerifier] = {}
+    for path, verifier in integration.webhook_verifiers.items():
+        if callable(getattr(verifier, "verify", None)):
+            verifiers[path] = verifier  # type: ignore[assignment]
+        else:
+            try:
+                verifiers[path] = verifier(settings.integration.config)  # type: ignore[operator]
+            except (KeyError, ValueError, TypeError) as error:
+                raise ConfigError(
+                    f"the signature verifier of {path} could not be built from"
+                    f" integration.config: {error!r}"
+                ) from None
+    headers: dict[str, tuple[str, ...]] = {}
+    for raw_path, webhook in settings.live_events.webhooks.items():
+        path = raw_path.rstrip("/") or "/"
+        if path not in integration.webhook_processors:
+            raise ConfigError(
+                f"liveEvents.webhooks has settings for {raw_path!r}, which has no processors"
+                f" (paths: {sorted(integration.webhook_processors)})"
+            )
+        if webhook.verifier is not None:
+            verifiers[path] = verifier_from_config(webhook.verifier)
+        if webhook.delivery_id_header:
+            headers[path] = (webhook.delivery_id_header.lower(),)
+    return verifiers, headers
+
+
+@asynccontextmanager
+async def _open_journal(settings: Settings, root: Path) -> AsyncIterator[Journal]:
+    options = settings.live_events.journal
+    max_pending = settings.live_events.max_pending_events
+    if options.type == "memory":
+        yield MemoryJournal(
+            max_pending=max_pending,
+            dedup_window_seconds=options.dedup_window_seconds,
+            retention_seconds=options.retention_seconds,
+        )
+        return
+    async with SqliteJournal.open(
+        settings.journal_path(root),
+        max_pending=max_pending,
+        dedup_window_seconds=options.dedup_window_seconds,
+        retention_seconds=options.retention_seconds,
+        max_finished=options.max_finished_events,
+    ) as journal:
+        yield journal
+
+
+@asynccontextmanager
+async def _open_sink(
+    settings: Settings, root: Path, blueprints: list[dict[str, Any]], startup: _Startup
+) -> AsyncIterator[tuple[CatalogSink, LocalCatalog | None, PortClient | None]]:
+    """The catalog sink of ``catalog.type``: the embedded SQLite catalog or Port's API."""
+    if settings.catalog.type == "local":
+        async with LocalCatalog.open(settings.catalog_path(root)) as catalog:
+            if blueprints:
+                await catalog.upsert_blueprints(blueprints)
+            yield catalog, catalog, None
+        return
+    port = settings.port
+    missing = [
+        name
+        for name, value in (
+            ("port.clientId (OCEAN__PORT__CLIENT_ID)", port.client_id),
+            ("port.clientSecret (OCEAN__PORT__CLIENT_SECRET)", port.client_secret),
+            (
+                "integration.identifier (OCEAN__INTEGRATION__IDENTIFIER)",
+                settings.integration.identifier,
+            ),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigError("catalog.type is port but these are not set: " + ", ".join(missing))
+    user_agent = (
+        f"port-ocean/{settings.integration.type or 'custom'}/{__version__}/"
+        f"{settings.integration.identifier}/exporter"
+    )
+    async with PortClient.open(
+        base_url=port.base_url,
+        client_id=str(port.client_id),
+        client_secret=str(port.client_secret),
+        user_agent=user_agent,
+    ) as client:
+        with startup.step(f"creating blueprints in Port's API at {client.base_url}"):
+            for blueprint in blueprints:
+                if await client.get_blueprint(str(blueprint["identifier"])) is None:
+                    logger.info("creating blueprint %s in Port", blueprint["identifier"])
+                    await client.create_blueprint(blueprint)
+        yield PortSink(client), None, client
