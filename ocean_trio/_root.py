@@ -48,17 +48,20 @@ class _Startup:
         self.deadline = trio.current_time() + timeout
 
     @contextmanager
-    def step(self, what: str) -> Iterator[None]:
-        """Run a step; Port errors and the deadline become a ``StartupError`` naming ``what``."""
+    def step(self, what: str, port: PortClient | None = None) -> Iterator[None]:
+        """Run a step; Port errors and the deadline become a ``StartupError`` naming ``what``
+        (and, for a step calling ``port``, its last failed attempt)."""
         with trio.move_on_at(self.deadline) as scope:
             try:
                 yield
             except PortApiError as error:
                 raise StartupError(f"{what}: {error}") from None
         if scope.cancelled_caught:
+            last = port.last_failure if port is not None else None
             raise StartupError(
                 f"start-up took longer than {self.timeout:g}s while {what}"
-                " (startupTimeoutSeconds / OCEAN__STARTUP_TIMEOUT_SECONDS)"
+                + (f" (last failure: {last})" if last else " (no answer)")
+                + "; see startupTimeoutSeconds / OCEAN__STARTUP_TIMEOUT_SECONDS"
             )
 
 
@@ -95,7 +98,7 @@ async def open_app(
             _open_sink(settings, base, blueprints, startup) as (sink, catalog, port),
         ):
             if port is not None:
-                with startup.step(f"reading the mapping from Port's API at {port.base_url}"):
+                with startup.step(f"reading the mapping from Port's API at {port.base_url}", port):
                     mapping = await port_mapping(port, integration, settings, base, mapping)
             app = App(
                 integration=integration,
@@ -216,10 +219,12 @@ async def _start_hook(nursery: trio.Nursery, hook: OnStart, startup: _Startup) -
     with startup.step(f"waiting for on_start hook {name}"):
         try:
             await nursery.start(_guarded_hook, hook, name)
-        except StartupError:
-            raise
         except Exception as error:
-            raise StartupError(f"on_start hook {name} failed: {error}") from error
+            # A hook's own nursery may wrap its one error in a group: report that error.
+            leaf = single_leaf(error) if isinstance(error, BaseExceptionGroup) else error
+            if isinstance(leaf, StartupError):
+                raise leaf from None
+            raise StartupError(f"on_start hook {name} failed: {leaf or error!r}") from error
 
 
 async def _background_hook(hook: OnStart, name: str) -> None:
@@ -346,7 +351,7 @@ async def _open_sink(
         client_secret=str(port.client_secret),
         user_agent=user_agent,
     ) as client:
-        with startup.step(f"creating blueprints in Port's API at {client.base_url}"):
+        with startup.step(f"creating blueprints in Port's API at {client.base_url}", client):
             for blueprint in blueprints:
                 if await client.get_blueprint(str(blueprint["identifier"])) is None:
                     logger.info("creating blueprint %s in Port", blueprint["identifier"])

@@ -1,9 +1,12 @@
 """Live event processors for FakeTracker webhooks: check the signature, fetch the fresh object.
 
-Both processors trust nothing in the payload but the object's id: ``authenticate`` checks
-the HMAC of the exact body, and ``handle_event`` fetches the object from the tracker's API
-(a ``404`` means it is gone, so its entities are deleted; a ``5xx`` or a transport error is
-retried). Events about one object share a ``group_key``, so they are applied in order.
+Both processors trust nothing in the payload but the object's id. The HMAC of the exact body
+was checked at ingress (``main.py`` registers the verifier), so only authentic events were
+journaled; ``authenticate`` checks it again, as a processor ported from Ocean does (and as
+a replay of an event journaled before the verifier existed needs). ``handle_event`` fetches
+the object from the tracker's API (a ``404`` means it is gone, so its entities are deleted;
+a ``5xx`` or a transport error is retried). Events about one object share a ``group_key``,
+so they are applied in order.
 
 Each fetch opens its own ``httpx.AsyncClient``: the tracker is on loopback, where a new
 connection costs well under a millisecond, and a client per call has an obvious lifetime

@@ -138,6 +138,8 @@ class PortClient:
         self._retries = 0
         self._refreshes = 0
         self._resets = 0
+        self.last_failure: str | None = None
+        """The last failed attempt (``POST /v1/…: ConnectError: …``), for start-up messages."""
 
     @classmethod
     @asynccontextmanager
@@ -226,6 +228,7 @@ class PortClient:
                         method=method,
                         path=path,
                     ) from error
+                self.last_failure = f"{method} {path}: {_describe(error)}"
                 logger.warning(
                     "%s %s failed (%s); retrying in %.2fs", method, path, _describe(error), delay
                 )
@@ -243,6 +246,7 @@ class PortClient:
             if retryable and status in RETRYABLE_STATUSES:
                 delay = retries.next_delay(asked=_asked_delay(response))
                 if delay is not None:
+                    self.last_failure = f"{method} {path}: HTTP {status}"
                     logger.warning("%s %s → %d; retrying in %.2fs", method, path, status, delay)
                     self._retries += 1
                     await retries.wait(delay)
@@ -283,7 +287,7 @@ class PortClient:
     def _retire(self, pool: _Pool, why: str) -> None:
         if pool.retired or pool is not self._pool:
             return
-        logger.info("replacing Port's connection pool: %s", why)
+        logger.debug("replacing Port's connection pool: %s", why)
         pool.retired = True
         self._pool = _Pool(self._factory())
         self._resets += 1

@@ -35,7 +35,12 @@ async def fake_integration(
 ) -> AsyncIterator[tuple[TestServer, httpx.AsyncClient]]:
     """The integration and a client for its tracker's API, once the initial fill is applied."""
     config = {"fakeApiPort": 0, "senderInterval": 0, "webhookSecret": SECRET}
-    settings = make_settings(tmp_path, integration={"config": config}, **overrides)
+    # The demo's own config.yaml, with a free port, no random changes and our state folder.
+    settings = make_settings(
+        FAKE_ROOT,
+        integration={"config": config},
+        **{"statePath": str(tmp_path / "state"), **overrides},
+    )
     async with serve_integration(load_integration(FAKE_ROOT), settings) as server:
         fill = await server.next_outcomes(SEEDED)
         assert [outcome.status for _, outcome in fill] == [EventStatus.DONE] * SEEDED
@@ -141,18 +146,30 @@ def forged_issue_event() -> bytes:
         ),
     ],
 )
-async def test_a_badly_signed_event_is_rejected_and_creates_nothing(
+async def test_a_badly_signed_event_is_refused_at_ingress_and_creates_nothing(
     tmp_path: Path, headers: dict[str, str]
 ) -> None:
     with trio.fail_after(TIMEOUT):
         async with fake_integration(tmp_path) as (server, _):
+            journaled = server.app.journal.statistics().appended  # the initial fill
             response = await server.post_event("/webhook", forged_issue_event(), headers)
-            assert response.status_code == 202  # signatures are checked by the processor
-            [(_, outcome)] = await server.next_outcomes(1)
-            assert outcome.status is EventStatus.REJECTED
-            assert outcome.error == "authentication failed"
-            assert (outcome.upserts, outcome.deletes) == (0, 0)
+            assert response.status_code == 401  # verified at ingress, before the journal
+            assert "X-Fake-Signature" in response.json()["error"]
+            assert server.app.journal.statistics().appended == journaled
             assert await server.app.catalog.get_entity("issue", "WEB-999") is None
+
+
+async def test_a_redelivery_of_the_tracker_counts_once(tmp_path: Path) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with fake_integration(tmp_path) as (server, _):
+            body = forged_issue_event()
+            headers = {
+                "x-fake-signature": sign_hmac_sha256(SECRET, body),
+                "x-fake-delivery": "d-1",
+            }
+            assert (await server.post_event("/webhook", body, headers)).status_code == 202
+            again = await server.post_event("/webhook", body, headers)
+            assert (again.status_code, again.json()["status"]) == (200, "duplicate")
 
 
 async def test_a_signed_event_for_an_issue_the_tracker_does_not_have_deletes_it(
