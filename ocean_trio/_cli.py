@@ -15,8 +15,13 @@ from ._version import __version__
 _STATUSES = ["pending", "done", "no_match", "rejected", "dead"]
 
 
-class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown after each option's help; descriptions kept as written."""
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown after an option's help, only where there is one (not None or False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _parser() -> argparse.ArgumentParser:

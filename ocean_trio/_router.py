@@ -5,6 +5,8 @@ Ocean exposes a FastAPI router; handlers take the JSON body as a parameter
 that shape so such handlers port by changing imports: path parameters (``/items/{id}``) are
 passed by name, a parameter annotated with Quart's ``Request`` gets the request, any other
 parameter gets the parsed JSON body; a dict or list return value becomes a JSON response.
+The body is parsed by a ``BodyParser``, as webhook bodies are: one it refuses (not JSON, too
+deeply nested…) is a 400, never a crash.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Any, TypeVar
 
 import attrs
 import quart
+
+from ._exceptions import InvalidBodyError
+from .live_events._json import BodyParser
 
 Handler = Callable[..., Awaitable[Any]]
 H = TypeVar("H", bound=Handler)
@@ -66,36 +71,53 @@ class Router:
         return self._decorator("DELETE", path)
 
 
-def quart_blueprint(router: Router, *, url_prefix: str = "/integration") -> quart.Blueprint:
-    """A Quart blueprint serving ``router``'s routes with FastAPI-style argument binding."""
+def quart_blueprint(
+    router: Router, *, url_prefix: str = "/integration", parser: BodyParser | None = None
+) -> quart.Blueprint:
+    """A Quart blueprint serving ``router``'s routes with FastAPI-style argument binding.
+
+    ``parser`` parses request bodies (pass the app's, for its depth limit; default: a
+    ``BodyParser`` with the default limits).
+    """
+    parser = parser if parser is not None else BodyParser()
     blueprint = quart.Blueprint("integration_routes", __name__, url_prefix=url_prefix)
     for index, route in enumerate(router.routes):
         blueprint.add_url_rule(
             _PATH_PARAM.sub(r"<\1>", route.path),
             endpoint=f"route_{index}_{route.handler.__name__}",
-            view_func=_adapt(route.handler),
+            view_func=_adapt(route.handler, parser),
             methods=[route.method],
         )
     return blueprint
 
 
-def _adapt(handler: Handler) -> Callable[..., Awaitable[Any]]:
+def _adapt(handler: Handler, parser: BodyParser) -> Callable[..., Awaitable[Any]]:
     signature = inspect.signature(handler)
+
+    async def parse_body() -> Any:
+        data = await quart.request.get_data()
+        raw = data if isinstance(data, bytes) else data.encode()
+        if parser.is_big(raw):
+            return await parser.off_loop(lambda: parser.parse(raw, yielding=True))
+        return parser.parse(raw)
 
     @functools.wraps(handler)
     async def view(**path_params: str) -> Any:
         request = quart.request
         kwargs: dict[str, Any] = {}
+        parsed: list[Any] = []  # the body, once parsed
         for name, parameter in signature.parameters.items():
             if name in path_params:
                 kwargs[name] = path_params[name]
             elif _is_request(parameter.annotation):
                 kwargs[name] = request._get_current_object()  # type: ignore[attr-defined]
             else:
-                body = await request.get_json(force=True, silent=True)
-                if body is None:
-                    return {"error": "body is not valid JSON"}, 400
-                kwargs[name] = body
+                if not parsed:
+                    try:
+                        parsed.append(await parse_body())
+                    except InvalidBodyError as error:
+                        return {"error": str(error)}, 400
+                kwargs[name] = parsed[0]
         result = await handler(**kwargs)
         if result is None:
             return {"status": "ok"}
