@@ -17,7 +17,9 @@ class OceanASGI:
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self.quart = build_quart_app(app, quart_blueprint(app.integration.router))
+        self.quart = build_quart_app(
+            app, quart_blueprint(app.integration.router, parser=app.parser)
+        )
         self._ingress = WebhookIngress(
             app.pipelines,
             max_body_bytes=app.settings.live_events.max_body_bytes,

@@ -189,23 +189,6 @@ async def test_full_journal_answers_503_with_retry_after(
         assert ids == {"D-0", "D-1"}
 
 
-async def test_events_of_one_group_apply_in_order_with_eight_workers(
-    integration_root: Path, tmp_path: Path
-) -> None:
-    settings = make_settings(tmp_path, eventWorkersCount=8)
-    async with serve_integration(item_integration(integration_root), settings) as server:
-        for version in range(20):
-            for item_id in ("E-1", "E-2", "E-3"):
-                await server.post_event(
-                    "/webhook", {"item": {"id": item_id, "title": f"v{version}", "status": "open"}}
-                )
-        await server.next_outcomes(60)
-        titles = {
-            e["identifier"]: e["title"] for e in await server.app.catalog.list_entities("item")
-        }
-        assert titles == {"E-1": "v19", "E-2": "v19", "E-3": "v19"}
-
-
 async def test_legacy_router_register_and_unregister_raw(
     integration_root: Path, tmp_path: Path
 ) -> None:
@@ -282,3 +265,49 @@ async def test_shutdown_lets_in_flight_events_finish(
 async def _release_when_draining(app: Any, release: trio.Event) -> None:
     await app.stopping.wait()
     release.set()
+
+
+async def test_concurrent_events_of_a_group_apply_in_journal_order_despite_varying_delays(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    # Earlier versions take longer: without per-group ordering they would finish (and be
+    # applied) after later ones, leaving stale titles and an out-of-order completion log.
+    running: dict[str, set[str]] = {}  # group → trace ids of its events now running
+    overlapped: list[str] = []
+
+    class Varying(ItemProcessor):
+        async def handle_event(
+            self, payload: EventPayload, resource_config: ResourceConfig
+        ) -> WebhookEventRawResults:
+            group, trace = payload["item"]["id"], self.event.trace_id
+            now = running.setdefault(group, set())
+            if now - {trace}:  # another event of the group (an event's own runs are parallel)
+                overlapped.append(group)
+            now.add(trace)
+            await trio.sleep(0.005 * (10 - payload["item"]["version"]))
+            now.discard(trace)
+            return await super().handle_event(payload, resource_config)
+
+    integration = Integration(integration_root)
+    integration.add_webhook_processor("/webhook", Varying)
+    settings = make_settings(tmp_path, eventWorkersCount=8)
+    groups = ("O-1", "O-2", "O-3")
+    async with serve_integration(integration, settings) as server:
+
+        async def send_versions(group: str) -> None:
+            for version in range(10):
+                item = {"id": group, "title": f"v{version}", "version": version, "status": "open"}
+                assert (await server.post_event("/webhook", {"item": item})).status_code == 202
+
+        async with trio.open_nursery() as nursery:  # the three groups are posted concurrently
+            for group in groups:
+                nursery.start_soon(send_versions, group)
+        finished = await server.next_outcomes(30)
+        titles = {
+            e["identifier"]: e["title"] for e in await server.app.catalog.list_entities("item")
+        }
+    for group in groups:
+        seqs = [e.seq for e, _ in finished if e.event.payload["item"]["id"] == group]
+        assert seqs == sorted(seqs)  # completed in the order the journal accepted them
+    assert titles == {group: "v9" for group in groups}
+    assert overlapped == []

@@ -18,6 +18,7 @@ from ocean_trio import (
     WebhookEventRawResults,
 )
 from ocean_trio.catalog._local import LocalCatalog
+from ocean_trio.live_events._event import WebhookEvent
 from ocean_trio.live_events._signatures import GitHubSignature
 from ocean_trio.live_events._sqlite_journal import SqliteJournal
 from ocean_trio.testing import make_settings, serve_integration, sign_hmac_sha256
@@ -32,6 +33,7 @@ class ItemProcessor(BaseItemProcessor):
 
     seen: ClassVar[list[str]] = []
     gate: ClassVar[trio.Event | None] = None
+    broken: ClassVar[bool] = False
     started: ClassVar[trio.Event] = trio.Event()  # set once two runs have started
 
     async def handle_event(
@@ -42,6 +44,8 @@ class ItemProcessor(BaseItemProcessor):
             ItemProcessor.started.set()
         if ItemProcessor.gate is not None:
             await ItemProcessor.gate.wait()
+        if ItemProcessor.broken:
+            raise ValueError("upstream is down")
         return WebhookEventRawResults(updated_raw_results=[payload["item"]], deleted_raw_results=[])
 
 
@@ -49,6 +53,7 @@ class ItemProcessor(BaseItemProcessor):
 def _reset() -> None:
     ItemProcessor.seen = []
     ItemProcessor.gate = None
+    ItemProcessor.broken = False
     ItemProcessor.started = trio.Event()
 
 
@@ -203,3 +208,59 @@ async def test_a_journal_that_cannot_write_answers_503_and_recovers(
         [(_, outcome)] = await server.next_outcomes(1)
         assert outcome.status is EventStatus.DONE
         assert server.app.journal.statistics().pending == 0
+
+
+async def test_a_start_up_backlog_ten_times_the_pending_limit_is_replayed(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    # A previous run (or a CLI replay) left 100 pending events, in 100 groups, in a journal
+    # whose limit is 10: all of them come back, a window at a time, and new events are
+    # refused (503) while the journal is over its limit, never lost.
+    settings = make_settings(tmp_path, liveEvents={"maxPendingEvents": 10, "maxInMemoryEvents": 5})
+    path = settings.journal_path(integration_root)
+    async with SqliteJournal.open(path, max_pending=1000) as old, trio.open_nursery() as nursery:
+        await nursery.start(old.run)
+        for n in range(100):
+            body = json.dumps(item(f"B-{n}")).encode()
+            event = WebhookEvent.from_body("/webhook", body, {}, {}, group_id=f"B-{n}")
+            await old.append(event, lambda entry: None)
+        nursery.cancel_scope.cancel()
+    async with serve_integration(integration(integration_root), settings) as server:
+        assert server.app.journal.statistics().pending == 100
+        refused = await server.post_event("/webhook", item("late"))
+        assert refused.status_code == 503
+        outcomes = await server.next_outcomes(100)
+        assert {o.status for _, o in outcomes} == {EventStatus.DONE}
+        stats = server.app.pipelines["/integration/webhook"].statistics()
+        assert (stats.backlog, stats.in_memory) == (0, 0)
+        ids = {e["identifier"] for e in await server.app.catalog.list_entities("item")}
+        assert ids == {f"B-{n}" for n in range(100)}
+        assert (await server.post_event("/webhook", item("late"))).status_code == 202
+
+
+async def test_replaying_ten_times_the_pending_limit_of_dead_letters(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    ItemProcessor.broken = True
+    settings = make_settings(
+        tmp_path,
+        admin={"token": "t"},
+        liveEvents={"maxPendingEvents": 10, "maxInMemoryEvents": 5},
+    )
+    async with serve_integration(integration(integration_root), settings) as server:
+        for n in range(100):  # one at a time: the journal never holds more than one pending
+            await server.post_event("/webhook", item(f"D-{n}"))
+            [(_, outcome)] = await server.next_outcomes(1)
+            assert outcome.status is EventStatus.DEAD
+        ItemProcessor.broken = False
+        response = await server.client.post(
+            "/admin/events/replay", json={"all": True}, headers={"authorization": "Bearer t"}
+        )
+        assert (response.status_code, response.json()["replayed"]) == (200, 100)
+        outcomes = await server.next_outcomes(100)
+        assert {o.status for _, o in outcomes} == {EventStatus.DONE}
+        health = (await server.client.get("/health/ready")).json()
+        assert health["journal"]["pending"] == 0
+        assert health["live_events"]["/integration/webhook"]["accepted"] == 200
+        ids = {e["identifier"] for e in await server.app.catalog.list_entities("item")}
+        assert ids == {f"D-{n}" for n in range(100)}

@@ -7,23 +7,32 @@ whatever faults it has set up.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import attrs
 from quart_trio import QuartTrio
 
+from ._faults import Faults
+from ._recording import RecordedRequest
 from ._routes import Reply, add_rules, read_json
-from ._wire import ApiError, as_object
+from ._wire import ApiError, Key, Obj, as_object
 
-if TYPE_CHECKING:
-    from ._emulator import PortEmulator
+
+class ControlledPort(Protocol):
+    """What the control routes inspect and reset of the emulator (``PortEmulator``)."""
+
+    entities: dict[Key, Obj]
+    requests: list[RecordedRequest]
+    faults: Faults
+
+    def reset(self) -> None: ...
 
 
 @attrs.frozen
 class ControlRoutes:
     """Inspect the stored entities and recorded requests; reset; add and clear faults."""
 
-    emulator: PortEmulator
+    emulator: ControlledPort
 
     def register(self, app: QuartTrio) -> None:
         """Add the ``/_emulator/...`` routes to ``app``."""

@@ -77,7 +77,9 @@ def _build_app(emulator: PortEmulator, tokens: AccessTokens) -> QuartTrio:
     ControlRoutes(emulator).register(app)
     app.register_error_handler(ApiError, _api_error_reply)
     app.register_error_handler(HTTPException, _http_error_reply)
-    app.asgi_app = partial(record_and_inject, emulator, app.asgi_app)  # type: ignore[method-assign]
+    app.asgi_app = partial(  # type: ignore[method-assign]
+        record_and_inject, emulator.requests, emulator.faults, app.asgi_app
+    )
     return app
 
 

@@ -15,7 +15,7 @@ FaultKind = Literal["fail", "delay", "drop"]
 
 
 @attrs.define
-class _Rule:
+class FaultRule:
     kind: FaultKind
     path: str
     method: str | None
@@ -33,7 +33,7 @@ class Faults:
     """Fault rules: each matches a method (``None`` = any) and a path prefix, for ``times`` requests."""
 
     def __init__(self) -> None:
-        self._rules: list[_Rule] = []
+        self._rules: list[FaultRule] = []
 
     def fail(
         self,
@@ -54,7 +54,7 @@ class Faults:
             all_headers["Retry-After"] = f"{_number(retry_after, 'retry_after'):g}"
         if body is not None and not isinstance(body, dict):
             raise ValueError("fault body must be a JSON object")
-        rule = _Rule("fail", *_scope(path, method, times), status=status, headers=all_headers)
+        rule = FaultRule("fail", *_scope(path, method, times), status=status, headers=all_headers)
         rule.body = body
         self._rules.append(rule)
 
@@ -67,18 +67,19 @@ class Faults:
         times: int | None = None,
     ) -> None:
         """Sleep ``seconds`` (on trio's clock) before handling matching requests."""
-        rule = _Rule("delay", *_scope(path, method, times), seconds=_number(seconds, "seconds"))
+        rule = FaultRule("delay", *_scope(path, method, times), seconds=_number(seconds, "seconds"))
         self._rules.append(rule)
 
     def drop(self, *, path: str = "/", method: str | None = None, times: int | None = 1) -> None:
         """Send the response start and part of a body, then close: the client sees a protocol error."""
-        self._rules.append(_Rule("drop", *_scope(path, method, times)))
+        self._rules.append(FaultRule("drop", *_scope(path, method, times)))
 
     def clear(self) -> None:
         """Remove every rule."""
         self._rules.clear()
 
-    def _take(self, method: str, path: str) -> tuple[float, _Rule | None]:
+    def take(self, method: str, path: str) -> tuple[float, FaultRule | None]:
+        """For a request: the delay to add and the fault to answer with (the recording layer)."""
         # Every matching delay adds up; the first matching fail/drop rule wins. Each rule
         # used spends one of its `times`, and is forgotten at zero.
         delay, action = 0.0, None

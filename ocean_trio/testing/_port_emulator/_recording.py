@@ -9,16 +9,13 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import trio
 
-from ._faults import FaultKind
+from ._faults import FaultKind, Faults
 from ._wire import Obj
-
-if TYPE_CHECKING:
-    from ._emulator import PortEmulator
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -64,17 +61,22 @@ class DroppedConnection(Exception):
 
 
 async def record_and_inject(
-    emulator: PortEmulator, inner: ASGIApp, scope: Scope, receive: Receive, send: Send
+    requests: list[RecordedRequest],
+    faults: Faults,
+    inner: ASGIApp,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
 ) -> None:
-    """Record the request in ``emulator.requests``, then apply ``emulator.faults`` or call ``inner``."""
+    """Record the request in ``requests``, then apply ``faults`` or call ``inner``."""
     if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
         await inner(scope, receive, send)
         return
     method, path = scope["method"], scope["path"]
     query = dict(urllib.parse.parse_qsl(scope["query_string"].decode("latin-1")))
     record = RecordedRequest(method, path, query, trio.current_time())
-    emulator.requests.append(record)
-    delay, action = emulator.faults._take(method, path)
+    requests.append(record)
+    delay, action = faults.take(method, path)
 
     async def recording_send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":

@@ -7,7 +7,7 @@ Every route but the token one needs a bearer token (``AccessTokens``).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 from quart import request
@@ -16,10 +16,19 @@ from quart_trio import QuartTrio
 from ._auth import AccessTokens
 from ._query import compile_query
 from ._store import EntityStore, UpsertOptions
-from ._wire import ApiError, Obj, as_object, now, parse_json
+from ._wire import ApiError, Key, Obj, as_object, now, parse_json
 
-if TYPE_CHECKING:
-    from ._emulator import PortEmulator
+
+class EmulatedPort(Protocol):
+    """What the routes read and change of the emulator (``PortEmulator``)."""
+
+    client_id: str
+    client_secret: str
+    token_ttl_seconds: float
+    blueprints: dict[str, Obj]
+    entities: dict[Key, Obj]
+    integrations: dict[str, Obj]
+
 
 Reply = tuple[Obj, int]
 View = Callable[..., Awaitable[Reply]]
@@ -66,7 +75,7 @@ def _upsert_options() -> UpsertOptions:
 class PortRoutes:
     """The ``/v1`` handlers over an emulator's state and its granted tokens."""
 
-    emulator: PortEmulator
+    emulator: EmulatedPort
     tokens: AccessTokens
 
     def register(self, app: QuartTrio) -> None:
