@@ -20,6 +20,8 @@ import trio
 
 pytestmark = pytest.mark.slow
 
+REPOSITORY = Path(__file__).resolve().parent.parent
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -114,3 +116,42 @@ async def test_sail_serves_and_stops_cleanly_on_signals(
         assert process.returncode == 0, errors.decode()
         assert b"Traceback" not in errors
         assert "draining" in errors.decode()
+
+
+async def test_the_demo_under_hypercorn_sends_to_the_address_bound(tmp_path: Path) -> None:
+    # hypercorn binds after the app's start-up: the app learns the address from hypercorn's
+    # "Running on" line, at once, and the demo's tracker posts its webhooks there.
+    root = REPOSITORY
+    port = _free_port()
+    env = {
+        **_env(tmp_path),
+        "OCEAN__INTEGRATION__CONFIG__FAKE_API_PORT": "0",
+        "OCEAN__INTEGRATION__CONFIG__SENDER_INTERVAL": "0",
+    }
+    argv = [
+        sys.executable, "-m", "hypercorn", "--worker-class", "trio",
+        "--bind", f"127.0.0.1:{port}", "integrations.fake.main:app",
+    ]  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    process = await trio.lowlevel.open_process(argv, cwd=root, env=env, stderr=subprocess.PIPE)
+    try:
+        async with httpx.AsyncClient() as client:
+            await _wait_until_up(client, f"{base}/health/ready", process)
+            with trio.fail_after(20):
+                while True:  # the tracker's initial fill, delivered over HTTP
+                    found = (await client.get(f"{base}/catalog/entities")).json()["entities"]
+                    if len(found) >= 15:
+                        break
+                    await trio.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(20):
+            await process.wait()
+    assert process.stderr is not None
+    errors = b""
+    while chunk := await process.stderr.receive_some():
+        errors += chunk
+    log = errors.decode()
+    assert f"serving on {base}" in log  # the app's own INFO log shows under hypercorn
+    assert f"sending webhooks to {base}/integration/webhook" in log
+    assert "did not report its address" not in log

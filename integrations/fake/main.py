@@ -28,8 +28,9 @@ else:
     from processors import IssueWebhookProcessor, ProjectWebhookProcessor
 
 # How long the sender waits for the app to report where it serves. ``sail`` and the test
-# server report it before the hook starts, and under hypercorn the app learns it from
-# hypercorn's "Running on" line at once; otherwise the sender goes on with ``base_url``.
+# server report it before the hook starts; under hypercorn the app learns it from
+# hypercorn's "Running on" line right after start-up. Otherwise (hypercorn's log level above
+# INFO) the sender goes on with ``base_url`` (set ``OCEAN__BASE_URL`` then).
 SERVING_WAIT_SECONDS = 5.0
 
 ocean.add_webhook_processor("/webhook", IssueWebhookProcessor)
@@ -62,7 +63,7 @@ def _webhook_target(app: RunningApp) -> fake_service.Target:
 async def run_fake_tracker(*, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Run FakeTracker for as long as the integration runs; it is cancelled at shutdown.
 
-    Start-up waits until the tracker's API is up (``task_status``): without it the
+    Start-up waits until the tracker's API is bound (``task_status``): without it the
     integration would be useless, so a busy port or bad settings stop start-up with one
     line. The API's address (its port may be 0) is published as
     ``integration_config["fake_api_url"]``, where the processors read it, before the first

@@ -101,10 +101,12 @@ class FakeTracker:
         self._on_api_ready = on_api_ready
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run until cancelled; ``started()`` delivers the API's URL once webhooks flow.
+        """Run until cancelled; ``started()`` delivers the API's URL once it is bound.
 
-        Order: the API is bound (and announced to ``on_api_ready``), the initial fill is
-        queued, the sender gets its target (and starts delivering), the simulator starts.
+        Order: the API is bound (announced to ``on_api_ready``, then ``started()``), the
+        initial fill is queued, the sender gets its target (it may wait for the receiver to
+        be up, which under hypercorn is only after start-up) and starts delivering, the
+        simulator starts.
         """
         async with trio.open_nursery() as nursery:
             api_url = await nursery.start(
@@ -113,9 +115,9 @@ class FakeTracker:
             self.state.api_url = api_url
             if self._on_api_ready is not None:
                 self._on_api_ready(api_url)
+            task_status.started(api_url)
             for change in self.state.snapshot_changes():
                 self.sender.send_nowait(change)
             target = await nursery.start(self.sender.run)
             logger.info("FakeTracker API on %s, sending webhooks to %s", api_url, target)
             await nursery.start(self._simulator.run)
-            task_status.started(api_url)
