@@ -32,6 +32,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 BENCH_APP = "benchmarks.bench_integration.main:app"
 
 
+def _progress(message: str) -> None:
+    """A line on stderr, so a human sees the benchmark move (stdout is the JSON result)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -260,9 +265,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.sink == "port":
         return await port_sink(args)
     ceilings, oceans = [], []
-    for _ in range(args.runs):
+    for run in range(1, args.runs + 1):
+        _progress(f"run {run}/{args.runs}: bare hypercorn-trio ceiling, {args.events} events")
         ceilings.append(await run_ceiling(args.events, args.concurrency))
+        _progress(
+            f"  ceiling {ceilings[-1]['accept_rate']:,.0f} req/s; now ocean-trio ({args.journal})"
+        )
         oceans.append(await run_ocean(args.events, args.concurrency, args.workers, args.journal))
+        _progress(f"  end to end {oceans[-1]['end_to_end_rate']:,.0f} events/s")
     ceiling_rate = _median(ceilings, "accept_rate")
     ratios = [
         o["end_to_end_rate"] / c["accept_rate"] for c, o in zip(ceilings, oceans, strict=True)
@@ -270,6 +280,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     end_to_end = _median(oceans, "end_to_end_rate")
     # Latency where it means something: open loop at half the saturated end-to-end rate.
     half_rate = 0.5 * end_to_end
+    _progress(f"latency at half the saturated rate ({half_rate:,.0f} events/s), {args.runs} runs")
     paced = [
         await run_ocean(
             int(half_rate * args.paced_seconds),
@@ -305,11 +316,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 async def port_sink(args: argparse.Namespace) -> dict[str, Any]:
     """The same load with the Port sink (emulator), next to the same run's ceiling."""
     ceilings, oceans = [], []
-    for _ in range(args.runs):
+    for run in range(1, args.runs + 1):
+        _progress(f"run {run}/{args.runs}: ceiling, then ocean-trio with the Port sink (emulator)")
         ceilings.append(await run_ceiling(args.events, args.concurrency))
         oceans.append(
             await run_ocean_port(args.events, args.concurrency, args.workers, args.journal)
         )
+        _progress(f"  end to end {oceans[-1]['end_to_end_rate']:,.0f} events/s")
     ratios = [
         o["end_to_end_rate"] / c["accept_rate"] for c, o in zip(ceilings, oceans, strict=True)
     ]
@@ -336,6 +349,9 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     The pending limit is the default (10,000): beyond it the sender gets 503 and retries, as
     a real sender would, so the backlog (and memory) stays bounded.
     """
+    _progress(
+        f"soak: {args.soak:,} events at the default pending limit (RSS after 10,000 and at the end)"
+    )
     run = await run_ocean(
         args.soak,
         args.concurrency,
