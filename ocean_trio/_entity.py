@@ -78,14 +78,3 @@ class Entity:
             if value is not UNSET:
                 data[name] = dict(value) if isinstance(value, Mapping) else value
         return data
-
-    @classmethod
-    def from_port(cls, data: Mapping[str, Any]) -> Entity:
-        """Build an entity from Port's JSON shape; absent keys stay ``UNSET``."""
-        known = {"identifier", "blueprint", *_OPTIONAL_FIELDS}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown entity field(s): {', '.join(sorted(unknown))}")
-        if "identifier" not in data or "blueprint" not in data:
-            raise ValueError("an entity needs 'identifier' and 'blueprint'")
-        return cls(**{k: data[k] for k in known if k in data})

@@ -5,6 +5,8 @@
     OceanError
     ├── ConfigError                  settings, port app config, blueprints: the file/variable is named
     │   └── MappingError             a mapping expression is invalid (resource, field, jq error)
+    ├── JqError                      a jq program failed on an item (internal: becomes a null
+    │                                field or an item error, as in Ocean)
     ├── StartupError                 start-up could not finish (port busy, Port unreachable, on_start)
     ├── RetryableError               raised by processors: retry per the processor's policy
     ├── WebhookProcessingError       a live event could not be processed
@@ -42,6 +44,10 @@ class ConfigError(OceanError):
 
 class MappingError(ConfigError):
     """A mapping expression is invalid (raised at start-up, naming resource, field and jq error)."""
+
+
+class JqError(OceanError, ValueError):
+    """A jq program failed to compile or to run; the message is jq's, without our wrappers."""
 
 
 class StartupError(OceanError):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ._jq import JqError, compile_program, first_output, normalise, run_first, to_json
+from .._exceptions import JqError
+from ._jq import compile_program, first_output, normalise, run_first, to_json
 
 # Ocean's extract_jq_deletion_path_revised (port_ocean/core/integrations/mixins/utils.py):
 # a leading parenthesis keeps the text up to the first closing one; of the ``|`` segments,

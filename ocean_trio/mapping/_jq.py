@@ -9,16 +9,14 @@ from typing import Any
 
 import jq
 
+from .._exceptions import JqError
+
 # Port writes jq in YAML with single-quoted string literals ('"a"' or 'foo'); Ocean rewrites a
 # quote that opens after a blank (or at the start) or closes before one into a double quote.
 _SINGLE_QUOTE = re.compile(r"(^|\s)'(?!\s|\")|(?<!\s|\")'(\s|$)")
 
 # Prefixed when ``allow_environment_variables_jq_access`` is false: hides ``env`` and ``$ENV``.
 _ENV_GUARD = "def env: {}; {} as $ENV | "
-
-
-class JqError(ValueError):
-    """A jq program failed to compile or to run."""
 
 
 def normalise(expression: str) -> str:

@@ -8,9 +8,9 @@ from typing import Any
 import attrs
 
 from .._entity import UNSET, Entity
-from .._exceptions import MappingError
+from .._exceptions import JqError, MappingError
 from ._items_to_parse import ItemsToParse, SkipItem
-from ._jq import JqError, check_expression, compile_program, first_output, run_first, to_json
+from ._jq import check_expression, compile_program, first_output, run_first, to_json
 from ._models import IngestSearchQuery, ResourceConfig, Rule
 
 _FIELDS = ("identifier", "blueprint", "title", "icon", "team", "properties", "relations")
