@@ -55,6 +55,15 @@ async def _post_and_find(client: httpx.AsyncClient, base: str) -> None:
     assert entities["entities"][0]["identifier"] == "S-1"
 
 
+async def read_all(stream: trio.abc.ReceiveStream | None) -> str:
+    """Everything a finished process wrote on ``stream``."""
+    assert stream is not None
+    data = b""
+    while chunk := await stream.receive_some():
+        data += chunk
+    return data.decode()
+
+
 def _env(tmp_path: Path) -> dict[str, str]:
     return {
         **os.environ,
@@ -109,13 +118,10 @@ async def test_sail_serves_and_stops_cleanly_on_signals(
             process.send_signal(signum)
         with trio.fail_after(20):
             await process.wait()
-        assert process.stderr is not None
-        errors = b""
-        while chunk := await process.stderr.receive_some():
-            errors += chunk
-        assert process.returncode == 0, errors.decode()
-        assert b"Traceback" not in errors
-        assert "draining" in errors.decode()
+        errors = await read_all(process.stderr)
+        assert process.returncode == 0, errors
+        assert "Traceback" not in errors
+        assert "draining" in errors
 
 
 async def test_the_demo_under_hypercorn_sends_to_the_address_bound(tmp_path: Path) -> None:
@@ -147,11 +153,7 @@ async def test_the_demo_under_hypercorn_sends_to_the_address_bound(tmp_path: Pat
         process.send_signal(signal.SIGINT)
         with trio.fail_after(20):
             await process.wait()
-    assert process.stderr is not None
-    errors = b""
-    while chunk := await process.stderr.receive_some():
-        errors += chunk
-    log = errors.decode()
+    log = await read_all(process.stderr)
     assert f"serving on {base}" in log  # the app's own INFO log shows under hypercorn
     assert f"sending webhooks to {base}/integration/webhook" in log
     assert "did not report its address" not in log

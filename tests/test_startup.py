@@ -9,8 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -21,11 +21,20 @@ from ocean_trio import PortUnreachableError
 from ocean_trio._retry import RetryPolicy
 from ocean_trio.catalog._port_client import PortClient
 
-from .test_servers import _env, _free_port
+from .test_servers import _env, _free_port, read_all
 
 pytestmark = pytest.mark.slow
 
 FAKE_ROOT = Path(__file__).resolve().parent.parent / "integrations" / "fake"
+
+
+@contextmanager
+def busy_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that something already listens on."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        yield int(busy.getsockname()[1])
 
 
 @asynccontextmanager
@@ -69,14 +78,6 @@ async def sail(folder: Path, env: dict[str, str], *args: str) -> trio.Process:
     return await trio.lowlevel.open_process(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-
-
-async def read_all(stream: trio.abc.ReceiveStream | None) -> str:
-    assert stream is not None
-    data = b""
-    while chunk := await stream.receive_some():
-        data += chunk
-    return data.decode()
 
 
 async def wait_for_text(stream: trio.abc.ReceiveStream | None, text: str) -> str:
@@ -190,10 +191,7 @@ async def test_a_second_sigint_stops_a_drain_at_once(package: Path, tmp_path: Pa
 
 
 async def test_a_busy_port_is_one_line_naming_the_address(package: Path, tmp_path: Path) -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+    with busy_port() as port:
         process = await sail(package, _env(tmp_path), "--port", str(port))
         with trio.fail_after(20):
             await process.wait()
@@ -206,10 +204,7 @@ async def test_a_busy_port_is_one_line_naming_the_address(package: Path, tmp_pat
 
 
 async def test_the_demo_stops_start_up_when_its_tracker_port_is_busy(tmp_path: Path) -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        tracker_port = busy.getsockname()[1]
+    with busy_port() as tracker_port:
         env = {
             **_env(tmp_path),
             "OCEAN__INTEGRATION__CONFIG__FAKE_API_PORT": str(tracker_port),
