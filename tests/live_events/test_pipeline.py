@@ -13,6 +13,7 @@ import trio
 from ocean_trio._exceptions import JournalFullError
 from ocean_trio.live_events._dispatcher import GroupDispatcher
 from ocean_trio.live_events._event import WebhookEvent
+from ocean_trio.live_events._ingress import WebhookIngress
 from ocean_trio.live_events._journal import EventStatus, Journal, JournalEntry, MemoryJournal
 from ocean_trio.live_events._json import BodyParser
 from ocean_trio.live_events._outcome import EventOutcome
@@ -350,3 +351,52 @@ async def test_a_replay_during_traffic_is_paged_in_and_loses_nothing(journal: Jo
 
 def _ignore(entry: JournalEntry) -> None:
     pass
+
+
+async def test_an_event_kept_in_memory_is_parsed_once(
+    monkeypatch: pytest.MonkeyPatch, journal: Journal
+) -> None:
+    parsed: list[bytes] = []
+    real = BodyParser._parse
+
+    def counting(self: BodyParser, body: bytes, hook: object) -> object:
+        parsed.append(body)
+        return real(self, body, hook)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(BodyParser, "_parse", counting)
+    handler = RecordingHandler()
+    pipeline = make_pipeline(handler, workers=1, journal=journal, window=Window(max_events=1))
+    handler.pipeline = pipeline
+    ingress = WebhookIngress(
+        {"/integration/webhook": pipeline}, max_body_bytes=1 << 20, accepting=lambda: True
+    )
+    handler.gate = trio.Event()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pipeline.run)
+        for n in range(2):  # the first stays in memory; the second spills (window of one)
+            body = json.dumps({"group": "g", "n": n}).encode()
+            await _post(ingress, pipeline, body)
+        assert len(parsed) == 2  # at ingress, once each
+        handler.gate.set()
+        with trio.fail_after(5):
+            await pipeline.wait_idle()
+        nursery.cancel_scope.cancel()
+    assert handler.done == [("g", 0), ("g", 1)]
+    # the worker reused the first event's payload; the spilled one was read back and parsed
+    assert len(parsed) == 2 + (0 if isinstance(journal, MemoryJournal) else 1)
+
+
+async def _post(ingress: WebhookIngress, pipeline: LiveEventsPipeline, body: bytes) -> None:
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        await trio.lowlevel.checkpoint()
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        await trio.lowlevel.checkpoint()
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/integration/webhook", "headers": []}
+    await ingress(pipeline, scope, receive, send)
+    assert sent[0]["status"] == 202
