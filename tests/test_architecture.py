@@ -105,13 +105,12 @@ def test_nothing_writes_another_objects_private_attributes() -> None:
     written = []
     for name, path in modules().items():
         for node in ast.walk(ast.parse(path.read_text())):
-            targets = (
-                node.targets
-                if isinstance(node, ast.Assign)
-                else [node.target]
-                if isinstance(node, ast.AugAssign | ast.AnnAssign)
-                else []
-            )
+            if isinstance(node, ast.Assign):
+                targets = node.targets
+            elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+                targets = [node.target]
+            else:
+                continue
             for target in targets:
                 if (
                     isinstance(target, ast.Attribute)

@@ -94,7 +94,7 @@ async def test_failed_and_rejected_events_are_kept_and_replayable_over_http(
         [(entry, outcome)] = await server.next_outcomes(1)
         assert (entry.seq, entry.event.trace_id) == (again, dead["trace_id"])
         assert outcome.status is EventStatus.DONE
-        assert [e["identifier"] for e in await server.app.catalog.list_entities("item")] == ["A"]
+        assert [e["identifier"] for e in await server.catalog.list_entities("item")] == ["A"]
 
         refused = await client.post("/admin/events/replay", json={"seqs": "x"}, headers=AUTH)
         assert refused.status_code == 400
@@ -125,7 +125,7 @@ async def test_items_the_mapping_cannot_take_dead_letter_the_event(
         assert outcome.error is not None
         assert "must give a boolean" in outcome.error
         # the item's other resource was still applied
-        assert [e["identifier"] for e in await server.app.catalog.list_entities("item")] == ["A"]
+        assert [e["identifier"] for e in await server.catalog.list_entities("item")] == ["A"]
 
 
 async def test_the_events_cli(integration_root: Path, tmp_path: Path) -> None:
@@ -158,7 +158,7 @@ async def test_the_events_cli(integration_root: Path, tmp_path: Path) -> None:
     async with serve_integration(integration(integration_root), settings) as server:
         for pipeline in server.app.pipelines.values():
             await pipeline.wait_idle()
-        assert [e["identifier"] for e in await server.app.catalog.list_entities("item")] == ["A"]
+        assert [e["identifier"] for e in await server.catalog.list_entities("item")] == ["A"]
     assert "0 event(s) purged" in await cli("purge", root)
 
 

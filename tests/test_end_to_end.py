@@ -69,7 +69,7 @@ async def test_post_to_entity_in_the_catalog(integration_root: Path, tmp_path: P
         assert [(e["identifier"], e["title"], e["properties"]) for e in entities["entities"]] == [
             ("A-1", "First", {"status": "open"})
         ]
-        urgent = await server.app.catalog.get_entity("urgentItem", "A-1")
+        urgent = await server.catalog.get_entity("urgentItem", "A-1")
         assert urgent is not None
         assert urgent["properties"] == {"priority": "high"}
 
@@ -86,7 +86,7 @@ async def test_selector_failure_deletes_and_deleted_items_are_removed(
         await server.post_event("/webhook", {"item": item, "action": "deleted"})
         outcomes = [o for _, o in await server.next_outcomes(3)]
         assert [(o.upserts, o.deletes) for o in outcomes] == [(2, 0), (1, 1), (0, 2)]
-        assert await server.app.catalog.list_entities() == []
+        assert await server.catalog.list_entities() == []
 
 
 async def test_authentication_failure_is_rejected_and_applies_nothing(
@@ -101,7 +101,7 @@ async def test_authentication_failure_is_rejected_and_applies_nothing(
         [(_, outcome)] = await server.next_outcomes(1)
         assert outcome.status is EventStatus.REJECTED
         assert outcome.error == "authentication failed"
-        assert await server.app.catalog.list_entities() == []
+        assert await server.catalog.list_entities() == []
 
 
 async def test_no_matching_processor_is_acknowledged_and_counted(
@@ -185,7 +185,7 @@ async def test_full_journal_answers_503_with_retry_after(
         release.set()
         outcomes = await server.next_outcomes(2)
         assert {o.status for _, o in outcomes} == {EventStatus.DONE}
-        ids = {e["identifier"] for e in await server.app.catalog.list_entities("item")}
+        ids = {e["identifier"] for e in await server.catalog.list_entities("item")}
         assert ids == {"D-0", "D-1"}
 
 
@@ -198,7 +198,7 @@ async def test_legacy_router_register_and_unregister_raw(
         response = await server.client.post("/integration/legacy/item", json={"item": item})
         assert response.status_code == 200
         assert response.json() == {"handled": "item"}
-        assert {e["blueprint"] for e in await server.app.catalog.list_entities()} == {
+        assert {e["blueprint"] for e in await server.catalog.list_entities()} == {
             "item",
             "urgentItem",
         }
@@ -206,11 +206,11 @@ async def test_legacy_router_register_and_unregister_raw(
         await server.client.post(
             "/integration/legacy/item", json={"item": {**item, "priority": "low"}}
         )
-        assert {e["blueprint"] for e in await server.app.catalog.list_entities()} == {"item"}
+        assert {e["blueprint"] for e in await server.catalog.list_entities()} == {"item"}
         await server.client.post(
             "/integration/legacy/item", json={"item": item, "action": "deleted"}
         )
-        assert await server.app.catalog.list_entities() == []
+        assert await server.catalog.list_entities() == []
         bad = await server.client.post(
             "/integration/legacy/item",
             content=b"nope",
@@ -303,9 +303,7 @@ async def test_concurrent_events_of_a_group_apply_in_journal_order_despite_varyi
             for group in groups:
                 nursery.start_soon(send_versions, group)
         finished = await server.next_outcomes(30)
-        titles = {
-            e["identifier"]: e["title"] for e in await server.app.catalog.list_entities("item")
-        }
+        titles = {e["identifier"]: e["title"] for e in await server.catalog.list_entities("item")}
     for group in groups:
         seqs = [e.seq for e, _ in finished if e.event.payload["item"]["id"] == group]
         assert seqs == sorted(seqs)  # completed in the order the journal accepted them

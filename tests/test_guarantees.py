@@ -156,7 +156,7 @@ async def test_unfinished_events_run_after_a_restart_in_order(
         for pipeline in server.app.pipelines.values():
             await pipeline.wait_idle()
         assert ItemProcessor.seen == ["A", "A", "B", "B"]  # replayed in arrival order
-        ids = [e["identifier"] for e in await server.app.catalog.list_entities("item")]
+        ids = [e["identifier"] for e in await server.catalog.list_entities("item")]
         assert ids == ["A", "B"]
         await server.app.journal.flush()  # completions are written behind the workers
         assert await server.app.journal.pending_counts() == {}
@@ -181,7 +181,7 @@ async def test_a_catalog_outage_delays_events_and_loses_none(
         [(_, outcome)] = await server.next_outcomes(1)
         assert outcome.status is EventStatus.DONE
         assert failures == 0
-        assert [e["identifier"] for e in await server.app.catalog.list_entities("item")] == ["A"]
+        assert [e["identifier"] for e in await server.catalog.list_entities("item")] == ["A"]
         assert await server.app.journal.records(EventStatus.DEAD) == []
 
 
@@ -233,7 +233,7 @@ async def test_a_start_up_backlog_ten_times_the_pending_limit_is_replayed(
         assert {o.status for _, o in outcomes} == {EventStatus.DONE}
         stats = server.app.pipelines["/integration/webhook"].statistics()
         assert (stats.backlog, stats.in_memory) == (0, 0)
-        ids = {e["identifier"] for e in await server.app.catalog.list_entities("item")}
+        ids = {e["identifier"] for e in await server.catalog.list_entities("item")}
         assert ids == {f"B-{n}" for n in range(100)}
         assert (await server.post_event("/webhook", item("late"))).status_code == 202
 
@@ -262,5 +262,5 @@ async def test_replaying_ten_times_the_pending_limit_of_dead_letters(
         health = (await server.client.get("/health/ready")).json()
         assert health["journal"]["pending"] == 0
         assert health["live_events"]["/integration/webhook"]["accepted"] == 200
-        ids = {e["identifier"] for e in await server.app.catalog.list_entities("item")}
+        ids = {e["identifier"] for e in await server.catalog.list_entities("item")}
         assert ids == {f"D-{n}" for n in range(100)}

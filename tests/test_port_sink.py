@@ -198,10 +198,12 @@ async def test_the_demo_sails_into_the_port_emulator(tmp_path: Path) -> None:
     }
     cli = [sys.executable, "-m", "ocean_trio"]
     demo = DEMO
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     processes = [
         await trio.lowlevel.open_process(
-            [*cli, "port-emulator", "--port", str(emulator_port)], env=env, **quiet
+            [*cli, "port-emulator", "--port", str(emulator_port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
     ]
     try:
@@ -215,7 +217,10 @@ async def test_the_demo_sails_into_the_port_emulator(tmp_path: Path) -> None:
                         await trio.sleep(0.1)
                 processes.append(
                     await trio.lowlevel.open_process(
-                        [*cli, "sail", str(demo), "--port", str(app_port)], env=env, **quiet
+                        [*cli, "sail", str(demo), "--port", str(app_port)],
+                        env=env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
                     )
                 )
                 while True:

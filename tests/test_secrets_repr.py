@@ -46,7 +46,7 @@ SECRETS = (
     INTEGRATION_TOKEN,
 )
 
-WEBHOOK_CONFIGS = {
+WEBHOOK_CONFIGS: dict[str, dict[str, object]] = {
     "/github": {"type": "github", "secret": GITHUB_SECRET},
     "/gitlab": {"type": "gitlab", "token": GITLAB_TOKEN},
     "/hmac": {"type": "hmac", "secret": HMAC_SECRET, "header": "X-Signature"},

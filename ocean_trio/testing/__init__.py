@@ -23,6 +23,7 @@ from .._app import App
 from .._integration import Integration
 from .._root import open_app
 from .._settings import Settings, load_settings
+from ..catalog._local import LocalCatalog
 from ..live_events._journal import JournalEntry
 from ..live_events._outcome import EventOutcome
 from ._port_emulator import Faults, PortEmulator, RecordedRequest, serve_port_emulator
@@ -68,6 +69,13 @@ class TestServer:
     base_url: str
     client: httpx.AsyncClient
     _outcomes: trio.MemoryReceiveChannel[tuple[JournalEntry, EventOutcome]]
+
+    @property
+    def catalog(self) -> LocalCatalog:
+        """The app's embedded catalog (``app.catalog``); ``RuntimeError`` if entities go to Port."""
+        if self.app.catalog is None:
+            raise RuntimeError("this app has no embedded catalog: its entities go to Port")
+        return self.app.catalog
 
     async def post_event(
         self, path: str, payload: Any, headers: Mapping[str, str] | None = None

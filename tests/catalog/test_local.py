@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,7 @@ MERGE = WriteOptions(merge=True)
 REPLACE = WriteOptions(merge=False)
 
 
-def svc(identifier: str, **fields: object) -> Entity:
-    return Entity(identifier=identifier, blueprint="svc", **fields)  # type: ignore[arg-type]
+svc = partial(Entity, blueprint="svc")
 
 
 async def test_merge_upsert_merges_properties_and_relations(tmp_path: Path) -> None:

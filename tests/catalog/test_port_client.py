@@ -13,9 +13,9 @@ import pytest
 import trio
 import trio.testing
 
+from ocean_trio._exceptions import PortApiError
 from ocean_trio._retry import RetryPolicy
 from ocean_trio.catalog._port_client import (
-    PortApiError,
     PortClient,
     _asked_delay,
     _TokenBucket,

@@ -280,6 +280,7 @@ async def serve_jira_emulator(emulator: JiraEmulator) -> AsyncIterator[str]:
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         urls: list[str] = await nursery.start(
+            # hypercorn's ASGI TypedDicts are stricter than the spec (``more_body`` required).
             partial(serve, emulator, config, shutdown_trigger=shutdown.wait, mode="asgi")  # type: ignore[arg-type]
         )
         emulator.base_url = urls[0]

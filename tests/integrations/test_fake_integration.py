@@ -53,7 +53,7 @@ async def fake_integration(
 async def entities(server: TestServer, blueprint: str) -> dict[str, dict[str, Any]]:
     return {
         e["identifier"]: e
-        for e in await server.app.catalog.list_entities()
+        for e in await server.catalog.list_entities()
         if e["blueprint"] == blueprint
     }
 
@@ -109,21 +109,21 @@ async def test_the_tracker_fills_the_catalog_and_changes_follow(tmp_path: Path) 
                 SECRET, entry.event.body
             )
             assert len(entry.event.headers["x-fake-delivery"]) == 36  # a uuid
-            entity = await server.app.catalog.get_entity("issue", key)
-            assert entity is not None
-            assert entity["title"] == "Renamed"
+            renamed = await server.catalog.get_entity("issue", key)
+            assert renamed is not None
+            assert renamed["title"] == "Renamed"
 
             await tracker.patch("/api/projects/OPS", json={"lead": "erin"})
             [(_, outcome)] = await server.next_outcomes(1)
             assert outcome.status is EventStatus.DONE
-            project_entity = await server.app.catalog.get_entity("project", "OPS")
+            project_entity = await server.catalog.get_entity("project", "OPS")
             assert project_entity is not None
             assert project_entity["properties"]["lead"] == "erin"
 
             created = (await tracker.post("/api/issues", json={"projectKey": "WEB"})).json()
             [(_, outcome)] = await server.next_outcomes(1)
             assert outcome.status is EventStatus.DONE
-            assert await server.app.catalog.get_entity("issue", created["key"]) is not None
+            assert await server.catalog.get_entity("issue", created["key"]) is not None
 
 
 def forged_issue_event() -> bytes:
@@ -156,7 +156,7 @@ async def test_a_badly_signed_event_is_refused_at_ingress_and_creates_nothing(
             assert response.status_code == 401  # verified at ingress, before the journal
             assert "X-Fake-Signature" in response.json()["error"]
             assert server.app.journal.statistics().appended == journaled
-            assert await server.app.catalog.get_entity("issue", "WEB-999") is None
+            assert await server.catalog.get_entity("issue", "WEB-999") is None
 
 
 async def test_a_redelivery_of_the_tracker_counts_once(tmp_path: Path) -> None:
@@ -197,14 +197,14 @@ async def test_a_deleted_issue_disappears(tmp_path: Path) -> None:
             urgent = {"priority": "high", "status": "todo"}
             key = (await tracker.patch("/api/issues/10001", json=urgent)).json()["key"]
             await server.next_outcomes(1)
-            assert await server.app.catalog.get_entity("urgentIssue", key) is not None
+            assert await server.catalog.get_entity("urgentIssue", key) is not None
 
             assert (await tracker.delete("/api/issues/10001")).status_code == 200
             [(entry, outcome)] = await server.next_outcomes(1)
             assert entry.event.payload["webhookEvent"] == "issue_deleted"
             assert (outcome.status, outcome.upserts, outcome.deletes) == (EventStatus.DONE, 0, 2)
-            assert await server.app.catalog.get_entity("issue", key) is None
-            assert await server.app.catalog.get_entity("urgentIssue", key) is None
+            assert await server.catalog.get_entity("issue", key) is None
+            assert await server.catalog.get_entity("urgentIssue", key) is None
 
 
 async def test_an_issue_that_is_no_longer_urgent_leaves_urgent_issues_only(
@@ -224,8 +224,8 @@ async def test_an_issue_that_is_no_longer_urgent_leaves_urgent_issues_only(
             [(_, outcome)] = await server.next_outcomes(1)
             # the urgentIssue selector now fails: that entity is deleted, the issue updated
             assert (outcome.status, outcome.upserts, outcome.deletes) == (EventStatus.DONE, 1, 1)
-            assert await server.app.catalog.get_entity("urgentIssue", issue["key"]) is None
-            entity = await server.app.catalog.get_entity("issue", issue["key"])
+            assert await server.catalog.get_entity("urgentIssue", issue["key"]) is None
+            entity = await server.catalog.get_entity("issue", issue["key"])
             assert entity is not None
             assert entity["properties"]["priority"] == "low"
 
@@ -236,7 +236,7 @@ async def test_an_issue_that_is_no_longer_urgent_leaves_urgent_issues_only(
             await tracker.patch("/api/issues/10005", json={"status": "done"})
             [(_, outcome)] = await server.next_outcomes(1)
             assert (outcome.upserts, outcome.deletes) == (1, 1)
-            assert await server.app.catalog.get_entity("urgentIssue", issue["key"]) is None
+            assert await server.catalog.get_entity("urgentIssue", issue["key"]) is None
 
 
 async def test_events_of_one_issue_are_applied_in_order_with_four_workers(
@@ -271,7 +271,7 @@ async def test_events_of_one_issue_are_applied_in_order_with_four_workers(
             )
             for issue_id in ids:
                 key = (await tracker.get(f"/api/issues/{issue_id}")).json()["key"]
-                entity = await server.app.catalog.get_entity("issue", key)
+                entity = await server.catalog.get_entity("issue", key)
                 assert entity is not None
                 assert entity["title"] == f"round {rounds - 1}"
 

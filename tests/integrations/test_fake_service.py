@@ -70,6 +70,8 @@ async def test_api_reads_writes_and_announces_changes() -> None:
         state.api_url = "http://tracker.test"
         changes: list[fake_service.Change] = []
         api = fake_service.TrackerAPI(state, changes.append)
+        # httpx types ASGI messages as MutableMapping, hypercorn (which serves the API) as its
+        # TypedDicts; TrackerAPI takes plain dicts, what both really send.
         transport = httpx.ASGITransport(app=api)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://tracker.test") as client:
             issue = (await client.get("/api/issues/10001")).json()

@@ -12,7 +12,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 import trio
@@ -21,6 +21,10 @@ from ocean_trio import EventStatus, load_integration
 from ocean_trio.testing import TestServer, make_settings, serve_integration
 
 from .jira_emulator import JiraEmulator, serve_jira_emulator
+
+if TYPE_CHECKING:
+    # The integration's own module: importable once ``load_integration`` put its folder on sys.path.
+    from jira.overrides import JiraIssueConfig
 
 JIRA_ROOT = Path(__file__).resolve().parents[2] / "integrations" / "jira"
 # A copy of Ocean's "Implementing live events" page (the seed the processors come from),
@@ -183,7 +187,7 @@ async def test_issue_updated_fetches_the_issue_by_key(tmp_path: Path) -> None:
                     {"maxResults": "50", "fields": "*all", "jql": "key = PROJ-1"},
                 )
             ]
-            entity = await server.app.catalog.get_entity("jiraIssue", "PROJ-1")
+            entity = await server.catalog.get_entity("jiraIssue", "PROJ-1")
             assert entity is not None
             assert entity["title"] == "First issue"
             assert entity["properties"] == {
@@ -208,12 +212,12 @@ async def test_selector_jql_narrows_the_fetch(tmp_path: Path, jql: str, sent: st
         async with jira_integration(tmp_path, emulator, jql=jql) as server:
             [resource] = server.app.mapping.config.resources_of_kind("issue")
             assert type(resource[1]).__name__ == "JiraIssueConfig"
-            assert resource[1].selector.jql == jql  # type: ignore[attr-defined]
+            assert cast("JiraIssueConfig", resource[1]).selector.jql == jql
             await server.post_event("/webhook", issue_event("jira:issue_created"))
             [(_, outcome)] = await server.next_outcomes(1)
             assert (outcome.status, outcome.upserts) == (EventStatus.DONE, 1)
             assert emulator.jql_seen == [sent]
-            assert await server.app.catalog.get_entity("jiraIssue", "PROJ-1") is not None
+            assert await server.catalog.get_entity("jiraIssue", "PROJ-1") is not None
 
 
 async def test_issue_outside_the_selector_jql_is_deleted(tmp_path: Path) -> None:
@@ -228,7 +232,7 @@ async def test_issue_outside_the_selector_jql_is_deleted(tmp_path: Path) -> None
             [(_, second)] = await server.next_outcomes(1)
             assert (second.status, second.upserts, second.deletes) == (EventStatus.DONE, 0, 1)
             assert emulator.jql_seen == ["status != Done AND key = PROJ-1"] * 2
-            assert await server.app.catalog.get_entity("jiraIssue", "PROJ-1") is None
+            assert await server.catalog.get_entity("jiraIssue", "PROJ-1") is None
 
 
 async def test_issue_deleted_removes_the_entity_without_fetching(tmp_path: Path) -> None:
@@ -240,7 +244,7 @@ async def test_issue_deleted_removes_the_entity_without_fetching(tmp_path: Path)
             outcomes = [o for _, o in await server.next_outcomes(2)]
             assert [(o.upserts, o.deletes) for o in outcomes] == [(1, 0), (0, 1)]
             assert emulator.jql_seen == ["key = PROJ-1"]  # the delete fetched nothing
-            assert await server.app.catalog.get_entity("jiraIssue", "PROJ-1") is None
+            assert await server.catalog.get_entity("jiraIssue", "PROJ-1") is None
 
 
 async def test_issue_not_found_is_deleted(tmp_path: Path) -> None:
@@ -257,7 +261,7 @@ async def test_issue_not_found_is_deleted(tmp_path: Path) -> None:
             [run] = second.runs
             assert run.results is not None
             assert run.results.deleted_raw_results == [issue_event("")["issue"]]
-            assert await server.app.catalog.get_entity("jiraIssue", "PROJ-1") is None
+            assert await server.catalog.get_entity("jiraIssue", "PROJ-1") is None
 
 
 async def test_project_updated_then_soft_deleted_with_the_shipped_mapping(tmp_path: Path) -> None:
@@ -270,7 +274,7 @@ async def test_project_updated_then_soft_deleted_with_the_shipped_mapping(tmp_pa
             )
             [(_, updated)] = await server.next_outcomes(1)
             assert (updated.status, updated.upserts, updated.deletes) == (EventStatus.DONE, 1, 0)
-            entity = await server.app.catalog.get_entity("jiraProject", "PROJ")
+            entity = await server.catalog.get_entity("jiraProject", "PROJ")
             assert entity is not None
             assert entity["title"] == "Project One"
             assert entity["properties"] == {
@@ -289,7 +293,7 @@ async def test_project_updated_then_soft_deleted_with_the_shipped_mapping(tmp_pa
             await server.post_event("/webhook", deleted)
             [(_, removed)] = await server.next_outcomes(1)
             assert (removed.status, removed.upserts, removed.deletes) == (EventStatus.DONE, 0, 1)
-            assert await server.app.catalog.get_entity("jiraProject", "PROJ") is None
+            assert await server.catalog.get_entity("jiraProject", "PROJ") is None
             assert [path for path, _ in emulator.requests] == [
                 "/rest/api/3/project/PROJ",
                 "/rest/api/3/project/NOPE",

@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 import trio
 
 from ocean_trio._exceptions import DuplicateDeliveryError, JournalFullError
 from ocean_trio.live_events._event import WebhookEvent
-from ocean_trio.live_events._journal import EventStatus, Journal, JournalEntry, MemoryJournal
+from ocean_trio.live_events._journal import (
+    DEDUP_WINDOW_SECONDS,
+    EventStatus,
+    Journal,
+    JournalEntry,
+    MemoryJournal,
+)
 from ocean_trio.live_events._sqlite_journal import SqliteJournal
 
-Opener = Callable[..., "AsyncIterator[Journal]"]
+
+class Opener(Protocol):
+    def __call__(
+        self, *, max_pending: int = ..., dedup_window_seconds: float = ...
+    ) -> AbstractAsyncContextManager[Journal]: ...
 
 
 @asynccontextmanager
@@ -29,18 +40,20 @@ async def running(journal: Journal) -> AsyncIterator[Journal]:
 @pytest.fixture(params=["memory", "sqlite"])
 def open_journal(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
     @asynccontextmanager
-    async def opener(**options: float) -> AsyncIterator[Journal]:
+    async def opener(
+        *, max_pending: int = 100, dedup_window_seconds: float = DEDUP_WINDOW_SECONDS
+    ) -> AsyncIterator[Journal]:
         if request.param == "memory":
             async with running(
-                MemoryJournal(max_pending=int(options.pop("max_pending", 100)), **options)
+                MemoryJournal(max_pending=max_pending, dedup_window_seconds=dedup_window_seconds)
             ) as j:
                 yield j
         else:
             async with (
                 SqliteJournal.open(
                     tmp_path / "journal.sqlite3",
-                    max_pending=int(options.pop("max_pending", 100)),
-                    **options,
+                    max_pending=max_pending,
+                    dedup_window_seconds=dedup_window_seconds,
                 ) as journal,
                 running(journal) as j,
             ):

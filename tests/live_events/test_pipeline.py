@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -359,9 +359,11 @@ async def test_an_event_kept_in_memory_is_parsed_once(
     parsed: list[bytes] = []
     real = BodyParser._parse
 
-    def counting(self: BodyParser, body: bytes, hook: object) -> object:
+    def counting(
+        self: BodyParser, body: bytes, hook: Callable[[list[tuple[str, object]]], object] | None
+    ) -> object:
         parsed.append(body)
-        return real(self, body, hook)  # type: ignore[arg-type]
+        return real(self, body, hook)
 
     monkeypatch.setattr(BodyParser, "_parse", counting)
     handler = RecordingHandler()

@@ -304,7 +304,7 @@ async def test_a_run_works_on_the_payload_it_is_given() -> None:
 
 async def test_handle_event_returning_wrong_type_fails_the_run() -> None:
     class Wrong(Recorder):
-        async def handle_event(  # type: ignore[override]
+        async def handle_event(  # type: ignore[override]  # the wrong type is the point
             self, payload: EventPayload, resource_config: ResourceConfig
         ) -> list[dict[str, Any]]:
             return [payload]

@@ -13,12 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ocean_trio._exceptions import ConfigError, OceanError
+from ocean_trio._exceptions import ConfigError, OceanError, SignatureError
 from ocean_trio.live_events._signatures import (
     GitHubSignature,
     GitLabToken,
     HmacSignature,
-    SignatureError,
     SignatureVerifier,
     StandardWebhooksSignature,
     verifier_from_config,

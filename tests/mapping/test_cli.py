@@ -14,13 +14,11 @@ from ocean_trio.mapping._cli import run_map_command
 
 from .test_mapper import DOCS_EXAMPLE
 
-ISSUE = {
-    "key": "PROJ-1",
-    "fields": {
-        "status": {"name": "Open"},
-        "comments": [{"id": "c1", "body": "hello", "author": {}}],
-    },
+FIELDS = {
+    "status": {"name": "Open"},
+    "comments": [{"id": "c1", "body": "hello", "author": {}}],
 }
+ISSUE = {"key": "PROJ-1", "fields": FIELDS}
 
 
 def run(tmp_path: Path, config: str, kind: str, items: object) -> tuple[int, str, str]:
@@ -34,7 +32,7 @@ def run(tmp_path: Path, config: str, kind: str, items: object) -> tuple[int, str
 
 
 def test_prints_passed_failed_errors_and_warnings_as_port_entities(tmp_path: Path) -> None:
-    done = {**ISSUE, "key": "PROJ-2", "fields": {**ISSUE["fields"], "status": {"name": "Done"}}}
+    done = {**ISSUE, "key": "PROJ-2", "fields": {**FIELDS, "status": {"name": "Done"}}}
     # the selector fails on a string status (an error); no comments array only warns
     odd = {"key": "PROJ-4", "fields": {"status": "open", "comments": [{"id": "c4"}]}}
     code, out, err = run(tmp_path, DOCS_EXAMPLE, "issue", [ISSUE, done, {"fields": "x"}, odd])

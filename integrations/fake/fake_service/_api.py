@@ -150,6 +150,8 @@ async def serve_api(
     config.graceful_timeout = 1.0
 
     async def started(task_status: trio.TaskStatus[list[str]]) -> None:
+        # hypercorn's ASGI TypedDicts are stricter than the spec (``more_body`` required), and
+        # httpx's ASGITransport (the tests) wants MutableMapping messages: one app fits only one.
         await serve(app, config, task_status=task_status, mode="asgi")  # type: ignore[arg-type]
 
     async with trio.open_nursery() as nursery:
