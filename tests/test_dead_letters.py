@@ -80,6 +80,12 @@ async def test_failed_and_rejected_events_are_kept_and_replayable_over_http(
         bad = await client.get("/admin/events?status=lost", headers=AUTH)
         assert bad.status_code == 400
         assert "unknown status 'lost'" in bad.json()["error"]
+        for limit in ("0", "1001", "x", "²"):  # "²".isdigit() is true; int("²") fails
+            bad = await client.get("/admin/events", params={"limit": limit}, headers=AUTH)
+            assert (bad.status_code, bad.json()["error"]) == (
+                400,
+                "limit must be an integer from 1 to 1000",
+            )
 
         FlakyProcessor.broken = False
         replayed = await client.post("/admin/events/replay", json={"all": True}, headers=AUTH)

@@ -67,7 +67,10 @@ def admin_blueprint(app: App) -> quart.Blueprint:
     async def list_events() -> Any:
         status = _status(quart.request.args.get("status"))
         raw_limit = quart.request.args.get("limit", "100")
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        if (
+            not (raw_limit.isascii() and raw_limit.isdigit())
+            or not 1 <= int(raw_limit) <= MAX_LIMIT
+        ):
             return _error(400, f"limit must be an integer from 1 to {MAX_LIMIT}")
         records = await app.journal.records(status, limit=int(raw_limit))
         return {"events": [r.to_json(with_payload=True) for r in records]}

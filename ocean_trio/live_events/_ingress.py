@@ -106,7 +106,7 @@ class WebhookIngress:
             return
         headers = _headers(scope)
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max_body_bytes:
+        if declared.isascii() and declared.isdigit() and int(declared) > self._max_body_bytes:
             await _too_large(send, self._max_body_bytes)
             return
         body = await _read_body(receive, self._max_body_bytes)

@@ -257,3 +257,15 @@ async def test_what_json_allows_and_python_handles_is_accepted(big: bool) -> Non
         )
         assert entry.event.payload == payload
         await journal.complete(entry, EventStatus.DONE)
+
+
+@pytest.mark.parametrize("length", ["²", "¹²", "1e3", "-1", " 12"])
+async def test_a_content_length_that_is_not_ascii_digits_is_not_a_crash(length: str) -> None:
+    # str.isdigit() is true for "²" and "٣", which int() refuses: found by the fuzz above.
+    ingress, pipeline, _ = await _ingress()
+    body = b'{"id": "a"}'
+    headers = [
+        (b"x-signature", sign_hmac_sha256(SECRET, body).encode()),
+        (b"content-length", length.encode("latin-1", errors="ignore") or length.encode()),
+    ]
+    assert (await _request(ingress, pipeline, "POST", headers, [body]))[0] == 202
