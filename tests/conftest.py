@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI (``CI=true``, as .ci/run is run) replays the same examples each time, so a submission
+# never fails on a new random example; local runs stay random and keep finding them
+# (``FUZZ_EXAMPLES=3000`` runs the ingress fuzz longer).
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 ITEM_MAPPING = """
 resources:

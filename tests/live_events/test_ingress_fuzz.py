@@ -11,6 +11,7 @@ an event that was answered 2xx is exactly one that the journal holds.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
@@ -143,7 +144,11 @@ async def _ingress(
     return ingress, pipeline, journal
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
     method=st.sampled_from(["POST"] * 8 + ["GET", "PUT"]),
     headers=st.lists(st.tuples(header_names, header_values), max_size=6),
