@@ -21,12 +21,14 @@ from .live_events._pipeline import LiveEventsPipeline
 from .live_events._signatures import SignatureVerifier
 from .mapping._compiled import CompiledPortAppConfig
 from .mapping._live_changes import register_raw_changes, unregister_raw_changes
+from .mapping._pool import MappingPool
 
 logger = logging.getLogger("ocean_trio")
 
 WEBHOOK_PREFIX = "/integration"
 
-# register_raw/unregister_raw of more JSON values than this map on a worker thread.
+# register_raw/unregister_raw of more JSON values than this map off the event loop (in the
+# mapping pool's worker processes, or on a thread without a pool).
 MAP_IN_THREAD_NODES = 5000
 
 
@@ -52,6 +54,7 @@ class App:
     stopping: trio.Event = attrs.field(factory=trio.Event)
     serving: trio.Event = attrs.field(factory=trio.Event)
     urls: list[str] = attrs.field(factory=list)
+    mapping_pool: MappingPool | None = None
     _map_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
 
     @property
@@ -91,6 +94,8 @@ class App:
 
     async def _map(self, fn: Any, kind: str, items: list[dict[str, Any]]) -> Any:
         if exceeds(items, MAP_IN_THREAD_NODES):
+            if self.mapping_pool is not None:
+                return await self.mapping_pool.map(fn, self.mapping, kind, items)
             return await trio.to_thread.run_sync(
                 fn, self.mapping, kind, items, limiter=self._map_limiter
             )

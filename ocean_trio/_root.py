@@ -34,6 +34,7 @@ from .live_events._json import BodyParser
 from .live_events._pipeline import LiveEventsPipeline, Window
 from .live_events._signatures import SignatureVerifier, verifier_from_config
 from .live_events._sqlite_journal import SqliteJournal
+from .mapping._pool import open_mapping_pool
 
 logger = logging.getLogger("ocean_trio")
 
@@ -94,6 +95,9 @@ async def open_app(
     listener = HttpListener.bind(settings.http.host, settings.http.port) if serve_http else None
     try:
         async with (
+            # Outlives every component that maps; its worker processes start on the first
+            # big input only.
+            open_mapping_pool(allow_env=settings.allow_environment_variables_jq_access) as pool,
             _open_journal(settings, base) as journal,
             _open_sink(settings, base, blueprints, startup) as (sink, catalog, port),
         ):
@@ -110,6 +114,7 @@ async def open_app(
                 journal=journal,
                 parser=parser,
                 port=port,
+                mapping_pool=pool,
                 verifiers=verifiers,
                 delivery_id_headers=delivery_id_headers,
             )
@@ -194,6 +199,7 @@ async def _build_pipelines(app: App) -> None:
             apply=app.applier.apply,
             max_event_processing_seconds=settings.max_event_processing_seconds,
             parser=app.parser,
+            pool=app.mapping_pool,
         )
         backlog = counts.pop(path, 0)
         if backlog:

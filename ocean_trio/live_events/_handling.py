@@ -14,6 +14,7 @@ from ..mapping._compiled import CompiledPortAppConfig
 from ..mapping._live_changes import live_event_changes
 from ..mapping._mapper import MappingIssue
 from ..mapping._models import ResourceConfig
+from ..mapping._pool import MappingPool
 from ._event import EventPayload, WebhookEvent
 from ._journal import EventStatus
 from ._json import BodyParser, exceeds
@@ -23,8 +24,8 @@ from ._run import RunOutcome, RunStatus, run_outcome, run_processor
 
 logger = logging.getLogger("ocean_trio.live_events")
 
-# Mapping this many JSON nodes or more runs on a worker thread, off the event loop; below
-# it, the thread hop costs more than the jq work.
+# Mapping more JSON nodes than this runs off the event loop (in the mapping pool's worker
+# processes, or on a thread without a pool); below it, the hop costs more than the jq work.
 MAP_IN_THREAD_NODES = 5000
 
 ITEM_ERROR_FIELDS = frozenset({"selector", "itemsToParse", "item", "icon"})
@@ -44,12 +45,14 @@ class EventHandler:
         apply: Callable[[EntityChanges], Awaitable[None]],
         max_event_processing_seconds: float,
         parser: BodyParser,
+        pool: MappingPool | None = None,
     ) -> None:
         self._processors = tuple(processors)
         self._mapping = mapping
         self._apply = apply
         self._timeout = max_event_processing_seconds
         self._parser = parser
+        self._pool = pool
         self._map_limiter = trio.CapacityLimiter(1)
 
     def group_of(self, event: WebhookEvent) -> str | None:
@@ -184,6 +187,8 @@ class EventHandler:
     ) -> tuple[EntityChanges, list[MappingIssue]]:
         items = [item for _, updated, deleted in mapped for item in (*updated, *deleted)]
         if exceeds(items, MAP_IN_THREAD_NODES):
+            if self._pool is not None:
+                return await self._pool.map(live_event_changes, compiled, mapped)
             return await trio.to_thread.run_sync(
                 live_event_changes, compiled, mapped, limiter=self._map_limiter
             )
