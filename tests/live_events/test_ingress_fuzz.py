@@ -224,6 +224,7 @@ async def test_duplicates_and_a_full_journal_are_reachable() -> None:
         (_deep(5000), "JSON nested deeper than 64 levels"),
         (b'{"payload": ' + _deep(2000) + b"}", "JSON nested deeper than 64 levels"),
         (b'{"payload": ' + _deep(64) + b"}", "JSON nested deeper than 64 levels"),
+        (b'{"payload": ' + b"[" * 64 + b"]" * 64 + b"}", "JSON nested deeper than 64 levels"),
         (b'{"n": ' + b"9" * 5000 + b"}", "a number has more than 4300 digits"),
         (b'{"n": 1e400}', "the number 1e400 is too large for a double"),
         (b'{"n": NaN}', "NaN is not valid JSON"),
