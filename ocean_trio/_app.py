@@ -29,7 +29,7 @@ WEBHOOK_PREFIX = "/integration"
 
 # register_raw/unregister_raw of more JSON values than this map off the event loop (in the
 # mapping pool's worker processes, or on a thread without a pool).
-MAP_IN_THREAD_NODES = 5000
+MAP_OFF_LOOP_NODES = 5000
 
 
 @attrs.define(eq=False)
@@ -93,7 +93,7 @@ class App:
         await self.applier.apply(changes)
 
     async def _map(self, fn: Any, kind: str, items: list[dict[str, Any]]) -> Any:
-        if exceeds(items, MAP_IN_THREAD_NODES):
+        if exceeds(items, MAP_OFF_LOOP_NODES):
             if self.mapping_pool is not None:
                 return await self.mapping_pool.map(fn, self.mapping, kind, items)
             return await trio.to_thread.run_sync(

@@ -26,7 +26,7 @@ logger = logging.getLogger("ocean_trio.live_events")
 
 # Mapping more JSON nodes than this runs off the event loop (in the mapping pool's worker
 # processes, or on a thread without a pool); below it, the hop costs more than the jq work.
-MAP_IN_THREAD_NODES = 5000
+MAP_OFF_LOOP_NODES = 5000
 
 ITEM_ERROR_FIELDS = frozenset({"selector", "itemsToParse", "item", "icon"})
 
@@ -100,6 +100,9 @@ class EventHandler:
         ]
         try:
             changes, issues = await self._map(compiled, mapped)
+        except Exception as error:
+            return EventOutcome(EventStatus.DEAD, tuple(runs), error=f"mapping failed: {error!r}")
+        try:
             await self._apply(changes)
         except Exception as error:
             return EventOutcome(EventStatus.DEAD, tuple(runs), error=f"apply failed: {error!r}")
@@ -186,7 +189,7 @@ class EventHandler:
         mapped: list[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]],
     ) -> tuple[EntityChanges, list[MappingIssue]]:
         items = [item for _, updated, deleted in mapped for item in (*updated, *deleted)]
-        if exceeds(items, MAP_IN_THREAD_NODES):
+        if exceeds(items, MAP_OFF_LOOP_NODES):
             if self._pool is not None:
                 return await self._pool.map(live_event_changes, compiled, mapped)
             return await trio.to_thread.run_sync(
