@@ -172,3 +172,32 @@ def test_the_events_cli_refuses_a_memory_journal(integration_root: Path) -> None
     (integration_root / "config.yaml").write_text("liveEvents:\n  journal:\n    type: memory\n")
     with pytest.raises(ConfigError, match="the journal is in memory"):
         run_events_command("list", integration_root, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+async def test_a_cli_replay_of_ten_times_the_pending_limit_runs_at_the_next_start(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    (integration_root / "config.yaml").write_text(
+        f"statePath: {state}\nliveEvents:\n  maxPendingEvents: 3\n  maxInMemoryEvents: 2\n"
+    )
+    settings = make_settings(tmp_path)
+    async with serve_integration(integration(integration_root), settings) as server:
+        for n in range(30):
+            await server.post_event("/webhook", item(f"C-{n}"))
+            await server.next_outcomes(1)
+        await server.app.journal.flush()
+    out = io.StringIO()
+    code = await trio.to_thread.run_sync(
+        lambda: run_events_command(
+            "replay", integration_root, replay_all=True, stdout=out, stderr=io.StringIO()
+        )
+    )
+    assert (code, out.getvalue().split(" event(s)")[0]) == (0, "30")
+
+    FlakyProcessor.broken = False
+    async with serve_integration(integration(integration_root), settings) as server:
+        outcomes = await server.next_outcomes(30)
+        assert {o.status for _, o in outcomes} == {EventStatus.DONE}
+        ids = {e["identifier"] for e in await server.catalog.list_entities("item")}
+        assert ids == {f"C-{n}" for n in range(30)}
