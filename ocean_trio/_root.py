@@ -30,8 +30,9 @@ from .catalog._local import LocalCatalog
 from .catalog._port_client import PortClient
 from .catalog._port_sink import PortSink
 from .live_events._handling import EventHandler
-from .live_events._journal import Journal, MemoryJournal
+from .live_events._journal import Journal
 from .live_events._json import BodyParser
+from .live_events._memory_journal import MemoryJournal
 from .live_events._pipeline import LiveEventsPipeline, Window
 from .live_events._signatures import SignatureVerifier, verifier_from_config
 from .live_events._sqlite_journal import SqliteJournal

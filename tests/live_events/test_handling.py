@@ -18,8 +18,9 @@ from ocean_trio import (
     WebhookEventRawResults,
 )
 from ocean_trio.live_events._handling import EventHandler
-from ocean_trio.live_events._journal import JournalEntry, MemoryJournal
+from ocean_trio.live_events._journal import JournalEntry
 from ocean_trio.live_events._json import BodyParser
+from ocean_trio.live_events._memory_journal import MemoryJournal
 from ocean_trio.live_events._outcome import EventOutcome
 from ocean_trio.live_events._pipeline import LiveEventsPipeline
 from ocean_trio.live_events._run import RunStatus

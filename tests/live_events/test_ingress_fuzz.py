@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 
 from ocean_trio.live_events._event import WebhookEvent
 from ocean_trio.live_events._ingress import WebhookIngress
-from ocean_trio.live_events._journal import EventStatus, MemoryJournal
+from ocean_trio.live_events._journal import EventStatus
 from ocean_trio.live_events._json import BodyParser
+from ocean_trio.live_events._memory_journal import MemoryJournal
 from ocean_trio.live_events._outcome import EventOutcome
 from ocean_trio.live_events._pipeline import LiveEventsPipeline
 from ocean_trio.live_events._signatures import HmacSignature

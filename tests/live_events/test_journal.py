@@ -18,8 +18,8 @@ from ocean_trio.live_events._journal import (
     EventStatus,
     Journal,
     JournalEntry,
-    MemoryJournal,
 )
+from ocean_trio.live_events._memory_journal import MemoryJournal
 from ocean_trio.live_events._sqlite_journal import SqliteJournal
 
 

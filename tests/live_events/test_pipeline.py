@@ -14,8 +14,9 @@ from ocean_trio._exceptions import JournalFullError
 from ocean_trio.live_events._dispatcher import GroupDispatcher
 from ocean_trio.live_events._event import WebhookEvent
 from ocean_trio.live_events._ingress import WebhookIngress
-from ocean_trio.live_events._journal import EventStatus, Journal, JournalEntry, MemoryJournal
+from ocean_trio.live_events._journal import EventStatus, Journal, JournalEntry
 from ocean_trio.live_events._json import BodyParser
+from ocean_trio.live_events._memory_journal import MemoryJournal
 from ocean_trio.live_events._outcome import EventOutcome
 from ocean_trio.live_events._pipeline import LiveEventsPipeline, Window
 from ocean_trio.live_events._sqlite_journal import SqliteJournal
