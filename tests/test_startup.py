@@ -80,6 +80,15 @@ async def sail(folder: Path, env: dict[str, str], *args: str) -> trio.Process:
     )
 
 
+async def sail_to_the_end(folder: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
+    """Run ``sail`` until it exits by itself: its exit code and what it wrote on stderr."""
+    process = await sail(folder, env, *args)
+    with trio.fail_after(20):
+        await process.wait()
+    assert process.returncode is not None
+    return process.returncode, await read_all(process.stderr)
+
+
 async def wait_for_text(stream: trio.abc.ReceiveStream | None, text: str) -> str:
     assert stream is not None
     seen = b""
@@ -119,11 +128,8 @@ async def test_a_port_that_never_answers_fails_start_up_in_one_line(
 ) -> None:
     async with silent_port() as url:
         env = port_env(tmp_path, url, OCEAN__STARTUP_TIMEOUT_SECONDS="1.5")
-        process = await sail(package, env, "--port", "0")
-        with trio.fail_after(20):
-            await process.wait()
-        errors = await read_all(process.stderr)
-    assert process.returncode == 2
+        code, errors = await sail_to_the_end(package, env, "--port", "0")
+    assert code == 2
     assert errors.strip().splitlines() == [
         "ocean-trio: start-up took longer than 1.5s while reading the mapping from Port's API"
         f" at {url} (no answer); see startupTimeoutSeconds / OCEAN__STARTUP_TIMEOUT_SECONDS"
@@ -135,11 +141,8 @@ async def test_a_refusing_port_fails_start_up_naming_the_last_failure(
 ) -> None:
     url = f"http://127.0.0.1:{_free_port()}"  # nothing listens: connections are refused
     env = port_env(tmp_path, url, OCEAN__STARTUP_TIMEOUT_SECONDS="1.5")
-    process = await sail(package, env, "--port", "0")
-    with trio.fail_after(20):
-        await process.wait()
-    errors = await read_all(process.stderr)
-    assert process.returncode == 2
+    code, errors = await sail_to_the_end(package, env, "--port", "0")
+    assert code == 2
     *retries, line = errors.strip().splitlines()
     assert all("retrying in" in retry for retry in retries)  # logged as they happen
     assert line.startswith(
@@ -192,11 +195,8 @@ async def test_a_second_sigint_stops_a_drain_at_once(package: Path, tmp_path: Pa
 
 async def test_a_busy_port_is_one_line_naming_the_address(package: Path, tmp_path: Path) -> None:
     with busy_port() as port:
-        process = await sail(package, _env(tmp_path), "--port", str(port))
-        with trio.fail_after(20):
-            await process.wait()
-        errors = await read_all(process.stderr)
-    assert process.returncode == 2
+        code, errors = await sail_to_the_end(package, _env(tmp_path), "--port", str(port))
+    assert code == 2
     assert errors.strip().splitlines() == [
         f"ocean-trio: cannot listen on 127.0.0.1:{port}: address already in use"
         " (choose another port with --port, http.port or OCEAN__HTTP__PORT)"
@@ -210,11 +210,8 @@ async def test_the_demo_stops_start_up_when_its_tracker_port_is_busy(tmp_path: P
             "OCEAN__INTEGRATION__CONFIG__FAKE_API_PORT": str(tracker_port),
             "OCEAN__LOG_LEVEL": "WARNING",
         }
-        process = await sail(FAKE_ROOT, env, "--port", "0")
-        with trio.fail_after(20):
-            await process.wait()
-        errors = await read_all(process.stderr)
-    assert process.returncode == 2
+        code, errors = await sail_to_the_end(FAKE_ROOT, env, "--port", "0")
+    assert code == 2
     assert errors.strip().splitlines() == [
         f"ocean-trio: FakeTracker cannot listen on 127.0.0.1:{tracker_port}: address already"
         " in use (set integration.config.fakeApiPort or OCEAN__INTEGRATION__CONFIG__FAKE_API_PORT;"
