@@ -58,6 +58,7 @@ from .mapping._models import (
     Rule,
     Selector,
 )
+from .resync._context import event
 
 logger = logging.getLogger("ocean_trio.integration")
 """A logger for integration code (where Ocean code uses loguru's ``logger``)."""
@@ -111,6 +112,7 @@ __all__ = [
     "WebhookProcessorType",
     "WriteOptions",
     "__version__",
+    "event",
     "load_integration",
     "load_settings",
     "logger",

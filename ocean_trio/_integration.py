@@ -65,6 +65,8 @@ class Integration:
         self.router = Router()
         self.on_start_hooks: list[OnStart] = []
         self.resync_handlers: dict[str | None, list[OnResync]] = {}
+        self.on_resync_start_hooks: list[Callable[[], Awaitable[None]]] = []
+        self.on_resync_complete_hooks: list[Callable[[], Awaitable[None]]] = []
         self.resource_config_classes: dict[str, type[ResourceConfig]] = {}
         self.settings: Settings | None = None
         self._running: RunningApp | None = None
@@ -112,11 +114,33 @@ class Integration:
         return register
 
     def on_resync(self, kind: str | None = None) -> Callable[[F], F]:
-        """Register a resync function for ``kind`` (None: every kind); resyncs run in a later release."""
+        """Register a resync function for ``kind`` (None: every kind), as in Ocean.
+
+        ``async def fn(kind: str)`` returning a list of raw items, or an async generator
+        yielding lists (batches, mapped and written as they arrive).
+        """
 
         def register(handler: F) -> F:
             self.resync_handlers.setdefault(kind, []).append(handler)
             return handler
+
+        return register
+
+    def on_resync_start(self) -> Callable[[F], F]:
+        """Register a coroutine awaited at the start of every resync (Ocean's hook)."""
+
+        def register(hook: F) -> F:
+            self.on_resync_start_hooks.append(hook)
+            return hook
+
+        return register
+
+    def on_resync_complete(self) -> Callable[[F], F]:
+        """Register a coroutine awaited after a resync completed and reconciled (Ocean's hook)."""
+
+        def register(hook: F) -> F:
+            self.on_resync_complete_hooks.append(hook)
+            return hook
 
         return register
 
