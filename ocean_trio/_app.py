@@ -10,9 +10,12 @@ from typing import Any
 import attrs
 import trio
 
+from ._exceptions import ConfigError
 from ._integration import Integration
+from ._resources import load_mapping, port_mapping
 from ._settings import Settings
 from .catalog._applier import Applier
+from .catalog._changes import EntityChanges
 from .catalog._local import LocalCatalog
 from .catalog._port_client import PortClient
 from .live_events._journal import Journal, ReplayResult
@@ -20,8 +23,14 @@ from .live_events._json import BodyParser, exceeds
 from .live_events._pipeline import LiveEventsPipeline
 from .live_events._signatures import SignatureVerifier
 from .mapping._compiled import CompiledPortAppConfig
-from .mapping._live_changes import register_raw_changes, unregister_raw_changes
+from .mapping._live_changes import register_raw_changes, resync_changes, unregister_raw_changes
+from .mapping._mapper import MappingIssue
 from .mapping._pool import MappingPool
+from .resync._coordinator import ResyncCoordinator
+from .resync._engine import Progress, run_resync
+from .resync._progress import ConsoleProgress
+from .resync._state import ResyncState, ResyncStatus
+from .resync._target import ResyncTarget
 
 logger = logging.getLogger("ocean_trio")
 
@@ -55,6 +64,11 @@ class App:
     serving: trio.Event = attrs.field(factory=trio.Event)
     urls: list[str] = attrs.field(factory=list)
     mapping_pool: MappingPool | None = None
+    resync_target: ResyncTarget | None = None  # the sink, when resyncs can write into it
+    resyncs: ResyncCoordinator | None = None  # set by open_app unless the listener resyncs never
+    resync_progress: Progress = attrs.field(factory=ConsoleProgress)
+    finished: trio.Event = attrs.field(factory=trio.Event)  # set by ``finish``
+    exit_code: int | None = None
     _map_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
 
     @property
@@ -102,6 +116,63 @@ class App:
         await trio.lowlevel.checkpoint()
         return fn(self.mapping, kind, items)
 
+    def finish(self, exit_code: int) -> None:
+        """Ask the process to stop with ``exit_code`` (the ONCE listener, once its resync ended)."""
+        self.exit_code = exit_code
+        self.finished.set()
+
+    async def reload_mapping(self) -> CompiledPortAppConfig:
+        """Read the mapping again (the file, or Port's) and put it in force for live events too.
+
+        Raises ``ConfigError`` (``MappingError`` for invalid jq) and keeps the one in force.
+        """
+        if self.port is not None:
+            local = await trio.to_thread.run_sync(
+                load_mapping, self.integration, self.settings, self.root
+            )
+            mapping = await port_mapping(
+                self.port, self.integration, self.settings, self.root, local
+            )
+        else:
+            mapping = await trio.to_thread.run_sync(
+                load_mapping, self.integration, self.settings, self.root
+            )
+        self.mapping = mapping
+        return mapping
+
+    async def resync(self, state: ResyncState) -> None:
+        """Run one resync (the coordinator calls it): the mapping as it is now, every kind."""
+        try:
+            mapping = await self.reload_mapping()
+        except ConfigError as error:
+            state.status = ResyncStatus.FAILED
+            state.error = f"the mapping did not load (live events keep the last one): {error}"
+            return
+        if self.resync_target is None:
+            state.status = ResyncStatus.FAILED
+            state.error = "the catalog sink cannot take a resync"
+            return
+        await run_resync(
+            state,
+            integration=self.integration,
+            mapping=mapping,
+            target=self.resync_target,
+            map_batch=self._map_resync_batch,
+            progress=self.resync_progress,
+        )
+
+    async def _map_resync_batch(
+        self, compiled: CompiledPortAppConfig, index: int, items: list[dict[str, Any]]
+    ) -> tuple[EntityChanges, list[MappingIssue]]:
+        if exceeds(items, MAP_OFF_LOOP_NODES):
+            if self.mapping_pool is not None:
+                return await self.mapping_pool.map(resync_changes, compiled, index, items)
+            return await trio.to_thread.run_sync(
+                resync_changes, compiled, index, items, limiter=self._map_limiter
+            )
+        await trio.lowlevel.checkpoint()
+        return resync_changes(compiled, index, items)
+
     async def replay(self, seqs: Sequence[int] | None = None) -> ReplayResult:
         """Make dead (or the given dead/rejected) events pending again; they run at once.
 
@@ -144,7 +215,15 @@ class App:
             "journal": attrs.asdict(self.journal.statistics()),
             "applier": attrs.asdict(self.applier.statistics()),
             "port": None if self.port is None else attrs.asdict(self.port.statistics()),
+            "resync": self.resync_json(),
         }
+
+    def resync_json(self) -> dict[str, Any] | None:
+        """The running resync, else the last one, as ``GET /resync`` shows it."""
+        if self.resyncs is None:
+            return None
+        state = self.resyncs.current or self.resyncs.last
+        return None if state is None else state.to_json()
 
 
 def _log_issues(kind: str, issues: list[Any]) -> None:

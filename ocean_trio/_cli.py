@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     sail.add_argument("-p", "--port", type=int, help="HTTP port (http.port: 8000)")
     sail.add_argument("--host", help="HTTP host (http.host: 127.0.0.1)")
     sail.add_argument("-l", "--log-level", help="log level (logLevel: INFO)")
+    sail.add_argument(
+        "-O",
+        "--once",
+        action="store_true",
+        help="resync once, then exit: 0 when the resync completed (eventListener.type: ONCE)",
+    )
 
     mapping = commands.add_parser(
         "map",
@@ -132,6 +138,8 @@ def _run(args: argparse.Namespace) -> int:
             overrides["http"] = http
         if args.log_level:
             overrides["logLevel"] = args.log_level
+        if args.once:
+            overrides["eventListener"] = {"type": "ONCE"}
         return run_sail(args.path, overrides=overrides)
     if args.command == "map":
         from .mapping._cli import run_map_command

@@ -20,7 +20,8 @@ from .mapping._models import PortAppConfig, load_port_app_config, parse_port_app
 logger = logging.getLogger("ocean_trio")
 
 
-def _mapping_file(settings: Settings, root: Path) -> Path | None:
+def mapping_file(settings: Settings, root: Path) -> Path | None:
+    """``<resources>/port-app-config.{yml,yaml,json}``, the first that exists."""
     resources = settings.resolve(root, settings.resources_path)
     for name in ("port-app-config.yml", "port-app-config.yaml", "port-app-config.json"):
         if (resources / name).is_file():
@@ -30,7 +31,7 @@ def _mapping_file(settings: Settings, root: Path) -> Path | None:
 
 def load_mapping(integration: Integration, settings: Settings, root: Path) -> CompiledPortAppConfig:
     """The port app config from ``<resources>/port-app-config.{yml,yaml,json}``, compiled."""
-    path = _mapping_file(settings, root)
+    path = mapping_file(settings, root)
     if path is not None:
         config = load_port_app_config(path, resource_classes=integration.resource_config_classes)
     else:
@@ -54,7 +55,7 @@ async def port_mapping(
     the integration's ``.port/resources/port-app-config.yml``.
     """
     identifier = str(settings.integration.identifier)
-    path = _mapping_file(settings, root)
+    path = mapping_file(settings, root)
     local_data = _read_config_data(path) if path is not None else {}
     found = await client.get_integration(identifier)
     if found is None:

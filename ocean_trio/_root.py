@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from ._app import WEBHOOK_PREFIX, App
 from ._asgi import OceanASGI
 from ._exceptions import ConfigError, PortApiError, StartupError, single_leaf
 from ._integration import Integration, OnStart, using
-from ._resources import load_blueprints, load_mapping, port_mapping
+from ._resources import load_blueprints, load_mapping, mapping_file, port_mapping
 from ._serve import HttpListener
 from ._settings import Settings
 from ._version import __version__
@@ -37,6 +38,9 @@ from .live_events._pipeline import LiveEventsPipeline, Window
 from .live_events._signatures import SignatureVerifier, verifier_from_config
 from .live_events._sqlite_journal import SqliteJournal
 from .mapping._pool import open_mapping_pool
+from .resync._coordinator import ResyncCoordinator
+from .resync._listeners import run_once, run_polling_local, run_polling_port, run_scheduled
+from .resync._requests import MemoryRequestStore, RequestStore, SqliteRequestStore
 
 logger = logging.getLogger("ocean_trio")
 
@@ -103,6 +107,11 @@ async def open_app(
     mapping = load_mapping(integration, settings, base)
     blueprints = load_blueprints(settings, base)
     verifiers, delivery_id_headers = _webhook_checks(integration, settings)
+    if settings.event_listener.type == "WEBHOOK" and not settings.event_listener.token:
+        raise ConfigError(
+            "eventListener.type WEBHOOK needs eventListener.token (OCEAN__EVENT_LISTENER__TOKEN):"
+            " POST /resync is refused to anyone without it"
+        )
     parser = BodyParser(max_depth=settings.live_events.max_json_depth)
     listener = HttpListener.bind(settings.http.host, settings.http.port) if serve_http else None
     switch_interval = sys.getswitchinterval()
@@ -113,6 +122,7 @@ async def open_app(
             # big input only.
             open_mapping_pool(allow_env=settings.allow_environment_variables_jq_access) as pool,
             _open_journal(settings, base) as journal,
+            _open_requests(settings, base) as requests,
             _open_sink(settings, base, blueprints, startup) as (sink, catalog, port),
         ):
             if port is not None:
@@ -129,9 +139,17 @@ async def open_app(
                 parser=parser,
                 port=port,
                 mapping_pool=pool,
+                resync_target=catalog,
                 verifiers=verifiers,
                 delivery_id_headers=delivery_id_headers,
             )
+            if settings.event_listener.type != "WEBHOOKS_ONLY":
+                app.resyncs = ResyncCoordinator(
+                    app.resync,
+                    requests,
+                    coalesce_seconds=settings.resync.coalesce_seconds,
+                    max_aborts=settings.resync.max_aborts_in_a_row,
+                )
             await _build_pipelines(app)
             with using(integration):
                 integration.attach(app, settings)
@@ -165,6 +183,9 @@ async def _running(
                 app.served_at(urls)
             for hook in app.integration.on_start_hooks:
                 await _start_hook(nursery, hook, startup)
+            if app.resyncs is not None:
+                await nursery.start(app.resyncs.run)
+                await _start_listeners(nursery, app, app.resyncs)
             try:
                 yield
             except BaseException:
@@ -282,6 +303,55 @@ class _Status:
 
     def __init__(self, report: Any) -> None:
         self.started = report
+
+
+async def _start_listeners(nursery: trio.Nursery, app: App, coordinator: ResyncCoordinator) -> None:
+    """The event listener of ``eventListener.type``, and the scheduled resync if set."""
+    listener = app.settings.event_listener
+    if listener.type == "ONCE":
+        await nursery.start(run_once, coordinator, app.finish)
+    elif listener.type == "POLLING" and app.port is not None:
+        port, identifier = app.port, str(app.settings.integration.identifier)
+
+        async def get_request() -> dict[str, Any] | None:
+            response = await port.request(
+                "GET", f"/v1/integration/{identifier}/resync-request", retryable=True, accept=(404,)
+            )
+            found = response.json().get("request") if response.status_code != 404 else None
+            return found if isinstance(found, dict) else None
+
+        await nursery.start(
+            partial(
+                run_polling_port,
+                coordinator,
+                get_request,
+                interval=listener.interval,
+                resync_on_start=listener.resync_on_start,
+            )
+        )
+    elif listener.type == "POLLING":
+        await nursery.start(
+            partial(
+                run_polling_local,
+                coordinator,
+                mapping_file(app.settings, app.root),
+                interval=listener.interval,
+                resync_on_start=listener.resync_on_start,
+            )
+        )
+    minutes = app.settings.scheduled_resync_interval
+    if minutes:
+        await nursery.start(run_scheduled, coordinator, minutes)
+
+
+@asynccontextmanager
+async def _open_requests(settings: Settings, root: Path) -> AsyncIterator[RequestStore]:
+    """Where resync requests wait to be served: beside the journal, or in memory with it."""
+    if settings.live_events.journal.type == "memory":
+        yield MemoryRequestStore()
+        return
+    async with SqliteRequestStore.open(settings.resync_requests_path(root)) as store:
+        yield store
 
 
 def _webhook_checks(

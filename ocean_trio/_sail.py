@@ -36,6 +36,7 @@ class _Stop:
     signum: int | None = None
     forced: bool = False
     started: bool = False
+    exit_code: int | None = None
 
 
 async def sail(root: Path, settings: Settings) -> int:
@@ -49,6 +50,7 @@ async def sail(root: Path, settings: Settings) -> int:
                 async with open_app(integration, settings, root=root, serve_http=True) as app:
                     stop.started = True
                     _banner(root, app)
+                    nursery.start_soon(_drain_when_finished, app, stop)
                     await stop.drain.wait()
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
@@ -58,7 +60,14 @@ async def sail(root: Path, settings: Settings) -> int:
             raise leaf from None
     if stop.signum is not None and (stop.forced or not stop.started):
         return 128 + stop.signum
-    return 0
+    return stop.exit_code or 0
+
+
+async def _drain_when_finished(app: App, stop: _Stop) -> None:
+    # The ONCE listener finishes the app once its resync ended.
+    await app.finished.wait()
+    stop.exit_code = app.exit_code
+    stop.drain.set()
 
 
 async def _watch(signals: AsyncIterator[int], stop: _Stop, scope: trio.CancelScope) -> None:

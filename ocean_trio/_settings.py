@@ -9,6 +9,7 @@ environment, as in Ocean.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -100,6 +101,33 @@ class LiveEventsSettings:
     webhooks: Mapping[str, WebhookSettings] = attrs.field(factory=dict)
 
 
+ListenerType = Literal["POLLING", "KAFKA", "WEBHOOK", "ONCE", "WEBHOOKS_ONLY"]
+
+
+@attrs.frozen(kw_only=True)
+class EventListenerSettings:
+    """What triggers resyncs (Ocean's ``eventListener``); fields apply to their ``type``.
+
+    POLLING: ``interval`` seconds, ``resyncOnStart``. WEBHOOK: ``appHost`` (told to Port) and
+    ``token`` (``POST /resync`` needs ``Authorization: Bearer <token>``). KAFKA: see
+    docs/event-listeners.md. ONCE: resync, then exit. WEBHOOKS_ONLY: no resync.
+    """
+
+    type: ListenerType = "POLLING"
+    interval: float = 60.0
+    resync_on_start: bool = True
+    app_host: str | None = None
+    token: str | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class ResyncSettings:
+    """How resync triggers are served (see docs/resync.md)."""
+
+    coalesce_seconds: float = 1.0
+    max_aborts_in_a_row: int = 3
+
+
 @attrs.frozen(kw_only=True)
 class AdminSettings:
     """The admin API (dead letters, replay, purge) is served only when a token is set."""
@@ -117,6 +145,9 @@ class Settings:
     catalog: CatalogSettings = CatalogSettings()
     live_events: LiveEventsSettings = LiveEventsSettings()
     admin: AdminSettings = AdminSettings()
+    event_listener: EventListenerSettings = EventListenerSettings()
+    resync: ResyncSettings = ResyncSettings()
+    scheduled_resync_interval: float | None = None
     event_workers_count: int = 1
     max_event_processing_seconds: float = 90.0
     max_wait_seconds_before_shutdown: float = 5.0
@@ -137,6 +168,10 @@ class Settings:
         if self.catalog.path:
             return self.resolve(root, self.catalog.path)
         return self.resolve(root, self.state_path) / "catalog.sqlite3"
+
+    def resync_requests_path(self, root: Path) -> Path:
+        """Where resync requests are recorded until served: ``<state_path>/resync.sqlite3``."""
+        return self.resolve(root, self.state_path) / "resync.sqlite3"
 
     def journal_path(self, root: Path) -> Path:
         """The SQLite journal's file (default: ``<state_path>/journal.sqlite3``)."""
@@ -169,10 +204,17 @@ def _normalise(data: Any, path: tuple[str, ...], environ: Mapping[str, str]) -> 
     return data
 
 
+# Ocean also takes these as one variable holding a JSON object: OCEAN__EVENT_LISTENER={"type": ...}
+_JSON_OBJECTS = frozenset({"OCEAN__EVENT_LISTENER"})
+
+
 def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
+            continue
+        if name in _JSON_OBJECTS:
+            tree = _merge(tree, {camel(name[len(ENV_PREFIX) :].lower()): _json_object(name, value)})
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
         node = tree
@@ -189,6 +231,16 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
                     )
                 node = child
     return tree
+
+
+def _json_object(name: str, value: str) -> dict[str, Any]:
+    try:
+        data = json.loads(value)
+    except ValueError as error:
+        raise ConfigError(f"{name} is not a JSON object: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f'{name} must hold a JSON object, like {{"type": "POLLING"}}')
+    return {camel(snake(str(k))): v for k, v in data.items()}
 
 
 def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ answered in JSON, ``{"error": "..."}``, like the ingress's.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any
 
@@ -65,6 +66,26 @@ def build_quart_app(app: App, router_blueprint: quart.Blueprint) -> QuartTrio:
         if not app.accepting:
             return {"status": "stopping"}, 503
         return app.health()
+
+    @web.get("/resync")
+    async def resync_state() -> Any:
+        if app.resyncs is None:
+            return json_error(404, "resyncs are off (eventListener.type: WEBHOOKS_ONLY)")
+        return {"resync": app.resync_json()}
+
+    if app.settings.event_listener.type == "WEBHOOK":
+        expected = f"Bearer {app.settings.event_listener.token}".encode()
+
+        @web.post("/resync")
+        async def trigger_resync() -> Any:
+            # Ocean's route is open to anyone and holds the request for the whole resync;
+            # this one needs the token and answers at once.
+            given = quart.request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return json_error(401, "missing or wrong token (Authorization: Bearer <token>)")
+            assert app.resyncs is not None
+            app.resyncs.request("POST /resync")
+            return {"status": "accepted", "status_url": "/resync"}, 202
 
     web.register_blueprint(catalog_blueprint(catalog))
     web.register_blueprint(admin_blueprint(app))

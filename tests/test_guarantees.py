@@ -225,10 +225,12 @@ async def test_a_start_up_backlog_ten_times_the_pending_limit_is_replayed(
             event = WebhookEvent.from_body("/webhook", body, {}, {}, group_id=f"B-{n}")
             await old.append(event, lambda entry: None)
         nursery.cancel_scope.cancel()
+    ItemProcessor.gate = trio.Event()  # held until the start-up state is checked
     async with serve_integration(integration(integration_root), settings) as server:
         assert server.app.journal.statistics().pending == 100
         refused = await server.post_event("/webhook", item("late"))
         assert refused.status_code == 503
+        ItemProcessor.gate.set()
         outcomes = await server.next_outcomes(100)
         assert {o.status for _, o in outcomes} == {EventStatus.DONE}
         stats = server.app.pipelines["/integration/webhook"].statistics()

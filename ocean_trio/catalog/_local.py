@@ -6,7 +6,7 @@ import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +15,9 @@ import attrs
 import trio
 
 from .._entity import identifier_key
+from ..resync._target import ResyncRun, ResyncWriter
 from ._changes import EntityChanges
+from ._local_resync import merge_json, open_local_resync
 
 _T = TypeVar("_T")
 
@@ -32,9 +34,12 @@ CREATE TABLE IF NOT EXISTS blueprints (
     identifier TEXT PRIMARY KEY,
     data TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entities_by_update ON entities (updated_at);
 """
-
-_MERGED = ("properties", "relations")
+# Added after the first release: catalogs created before get them on open.
+# live_at: when a live event (or register_raw) last wrote the entity; seen: the last resync
+# that produced it. Reconciliation and "a resync never overwrites a newer live write" use them.
+_COLUMNS = {"live_at": "REAL", "seen": "INTEGER"}
 
 
 @attrs.frozen
@@ -73,7 +78,11 @@ class LocalCatalog:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
-            db.create_function("ocean_merge", 2, _merge_json, deterministic=True)
+            present = {row[1] for row in db.execute("PRAGMA table_info(entities)")}
+            for column, kind in _COLUMNS.items():
+                if column not in present:
+                    db.execute(f"ALTER TABLE entities ADD COLUMN {column} {kind}")
+            db.create_function("ocean_merge", 2, merge_json, deterministic=True)
             return db
 
         db = await trio.to_thread.run_sync(connect)
@@ -88,6 +97,14 @@ class LocalCatalog:
 
     async def _call(self, fn: Callable[[], _T]) -> _T:
         return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+
+    async def run_sync(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn(connection)`` on the catalog's worker thread, after every call before it."""
+        return await self._call(lambda: fn(self._db))
+
+    def open_resync(self, run: ResyncRun) -> AbstractAsyncContextManager[ResyncWriter]:
+        """A resync's writes and reconciliation (``ResyncTarget``), in SQL."""
+        return open_local_resync(self, run)
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -182,14 +199,14 @@ class LocalCatalog:
         return CatalogStatistics(self._writes, self._upserts, self._deletes, self._skipped)
 
 
+# Live writes (events, register_raw): they also record when a live event last wrote the entity.
 _UPSERT = (
-    "INSERT INTO entities (blueprint, identifier, data, created_at, updated_at)"
-    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (blueprint, identifier) DO UPDATE SET "
+    "INSERT INTO entities (blueprint, identifier, data, created_at, updated_at, live_at)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (blueprint, identifier) DO UPDATE SET"
+    " updated_at = excluded.updated_at, live_at = excluded.live_at, "
 )
-_MERGE_UPSERT = (
-    _UPSERT + "data = ocean_merge(data, excluded.data), updated_at = excluded.updated_at"
-)
-_REPLACE_UPSERT = _UPSERT + "data = excluded.data, updated_at = excluded.updated_at"
+_MERGE_UPSERT = _UPSERT + "data = ocean_merge(data, excluded.data)"
+_REPLACE_UPSERT = _UPSERT + "data = excluded.data"
 _DELETE = "DELETE FROM entities WHERE blueprint = ? AND identifier = ?"
 
 
@@ -208,19 +225,10 @@ def _statements(batch: list[EntityChanges], now: float) -> list[tuple[str, list[
         for entity in changes.upserts:
             if not entity.is_using_search_identifier:
                 data = json.dumps(entity.to_port(), ensure_ascii=False)
-                add(upsert, (*entity.key, data, now, now))
+                add(upsert, (*entity.key, data, now, now, now))
         for entity in changes.deletes:
             add(_DELETE, entity.key)
     return runs
-
-
-def _merge_json(stored: str, new: str) -> str:
-    """Port's merge upsert: properties and relations merged key by key, other fields replaced."""
-    old_data, data = json.loads(stored), json.loads(new)
-    for name in _MERGED:
-        if isinstance(old_data.get(name), dict) and isinstance(data.get(name), dict):
-            data[name] = {**old_data[name], **data[name]}
-    return json.dumps({**old_data, **data}, ensure_ascii=False)
 
 
 def _entity_json(data: str, created_at: float, updated_at: float) -> dict[str, Any]:

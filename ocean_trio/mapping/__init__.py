@@ -1,7 +1,12 @@
 """The port app config and the jq mapping of raw items to entities, with Ocean's semantics."""
 
 from ._compiled import CompiledPortAppConfig
-from ._live_changes import live_event_changes, register_raw_changes, unregister_raw_changes
+from ._live_changes import (
+    live_event_changes,
+    register_raw_changes,
+    resync_changes,
+    unregister_raw_changes,
+)
 from ._mapper import CalculationResult, MappingIssue, ResourceMapper
 from ._models import load_port_app_config, parse_port_app_config
 
@@ -14,5 +19,6 @@ __all__ = [
     "load_port_app_config",
     "parse_port_app_config",
     "register_raw_changes",
+    "resync_changes",
     "unregister_raw_changes",
 ]

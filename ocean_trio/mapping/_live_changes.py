@@ -110,3 +110,19 @@ def unregister_raw_changes(
         collected.delete(result.passed)
         collected.take_issues(mapper, result)
     return collected.changes(compiled)
+
+
+def resync_changes(
+    compiled: CompiledPortAppConfig, index: int, items: Sequence[Any]
+) -> tuple[EntityChanges, list[MappingIssue]]:
+    """One resync batch of resource ``index``: the entities passing its selector, upserted.
+
+    Ocean's resync (``parse_all`` false): items failing the selector are left out; deleting
+    what is no longer produced is reconciliation's job, at the end of the resync.
+    """
+    collected = _Collector()
+    mapper = compiled.mappers[index]
+    result = mapper.map_items(items, parse_all=False)
+    collected.upsert(result.passed)
+    collected.take_issues(mapper, result)
+    return collected.changes(compiled)
