@@ -2,7 +2,8 @@
 
 Run it from the repository root with ``ocean-trio sail integrations/fake`` (``make run``) or
 ``hypercorn --worker-class trio integrations.fake.main:app``. The ``on_start`` hook runs the
-simulated tracker itself (API on ``fakeApiPort``), so the demo needs nothing else.
+simulated tracker itself (API on ``fakeApiPort``), so the demo needs nothing else. A resync
+lists the tracker's projects and issues a page (``pageSize``) at a time.
 
 Best practice shown here: the webhook's HMAC is verified at ingress, before the event is
 journaled (a bad signature is answered 401 and never reaches a processor), and the
@@ -11,6 +12,9 @@ count once.
 """
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import trio
@@ -22,10 +26,22 @@ from ocean_trio import HmacSignature, RunningApp, StartupError, logger, ocean
 # works only in the second case, a plain one only in the first: pick by ``__package__``.
 if __package__:
     from . import fake_service
-    from .processors import IssueWebhookProcessor, ProjectWebhookProcessor
+    from .processors import (
+        IssueWebhookProcessor,
+        ProjectWebhookProcessor,
+        fetch_page,
+        resync_page_size,
+        tracker_client,
+    )
 else:
     import fake_service
-    from processors import IssueWebhookProcessor, ProjectWebhookProcessor
+    from processors import (
+        IssueWebhookProcessor,
+        ProjectWebhookProcessor,
+        fetch_page,
+        resync_page_size,
+        tracker_client,
+    )
 
 # How long the sender waits for the app to report where it serves. ``sail`` and the test
 # server report it before the hook starts; under hypercorn the app learns it from
@@ -90,6 +106,24 @@ async def run_fake_tracker(*, task_status: trio.TaskStatus[str] = trio.TASK_STAT
                 f" {_reason(error)} (set integration.config.fakeApiPort"
                 " or OCEAN__INTEGRATION__CONFIG__FAKE_API_PORT; 0 picks a free port)"
             ) from None
+
+
+@ocean.on_resync("project")
+@ocean.on_resync("issue")
+async def resync_from_tracker(kind: str) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every project (``GET /api/projects``) or issue (``GET /api/issues``), a page per batch.
+
+    Pages hold ``pageSize`` objects (integration.config, default 50); the tracker's ``Link``
+    header leads to the next one. The objects are those the processors fetch one by one, so
+    a resync maps to the entities live events give. The client is this generator's: it is
+    closed when the generator ends, is closed early (``aclose()``) or fails.
+    """
+    url: str | None = f"/api/{kind}s?perPage={resync_page_size()}"
+    async with tracker_client() as client:
+        while url is not None:
+            page, url = await fetch_page(client, url)
+            if page:  # empty: nothing to list, or the rest was deleted meanwhile
+                yield page
 
 
 def _reason(error: BaseException) -> str:

@@ -8,11 +8,15 @@ the object from the tracker's API (a ``404`` means it is gone, so its entities a
 a ``5xx`` or a transport error is retried). Events about one object share a ``group_key``,
 so they are applied in order.
 
-Each fetch opens its own ``httpx.AsyncClient``: the tracker is on loopback, where a new
-connection costs well under a millisecond, and a client per call has an obvious lifetime
-(no pool outliving the trio run that made it, nothing to close at shutdown). The clients
-share one TLS context, because building one (loading the CA bundle) blocks the event loop
-for ~40 ms. A remote service over TLS would rather get one client owned by the app.
+Each fetch opens its own ``httpx.AsyncClient`` (``tracker_client()``): the tracker is on
+loopback, where a new connection costs well under a millisecond, and a client per call has an
+obvious lifetime (no pool outliving the trio run that made it, nothing to close at shutdown).
+The clients share one TLS context, because building one (loading the CA bundle) blocks the
+event loop for ~40 ms. A remote service over TLS would rather get one client owned by the app.
+
+The resync (``main.py``) reads the same API a page at a time (``fetch_page``), with one
+client per resync run; the objects it lists have the very shape ``handle_event`` fetches, so
+the mapping gives the same entities for an object whichever way it came.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import httpx
 
 from ocean_trio import (
     AbstractWebhookProcessor,
+    ConfigError,
     EventHeaders,
     EventPayload,
     ResourceConfig,
@@ -37,6 +42,8 @@ from ocean_trio import (
 
 SIGNATURE_HEADER = "x-fake-signature"  # EventHeaders names are lower-case
 DEFAULT_API_PORT = 8001
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100  # the tracker refuses larger pages (perPage)
 _TLS = httpx.create_ssl_context()  # shared by every client (see the module docstring)
 
 
@@ -55,6 +62,49 @@ def api_url() -> str:
     if isinstance(url, str) and url:
         return url.rstrip("/")
     return f"http://127.0.0.1:{config.get('fake_api_port', DEFAULT_API_PORT)}"
+
+
+def tracker_client() -> httpx.AsyncClient:
+    """A client for the tracker's API (``api_url()``); close it (``async with``)."""
+    return httpx.AsyncClient(base_url=api_url(), verify=_TLS)
+
+
+def resync_page_size() -> int:
+    """``integration.config.pageSize``: objects per page (and batch) in a resync, 1 to 100."""
+    value = ocean.integration_config.get("page_size", DEFAULT_PAGE_SIZE)
+    try:
+        size = int(value) if isinstance(value, int | str) and not isinstance(value, bool) else 0
+    except ValueError:
+        size = 0
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise ConfigError(
+            f"integration.config.pageSize must be an integer from 1 to {MAX_PAGE_SIZE},"
+            f" got {value!r}"
+        )
+    return size
+
+
+async def fetch_page(
+    client: httpx.AsyncClient, url: str
+) -> tuple[list[dict[str, Any]], str | None]:
+    """GET one page of a list: its objects, and the next page's URL (``Link: rel="next"``) or ``None``.
+
+    An error status raises ``httpx.HTTPStatusError`` with the tracker's message; a transport
+    error propagates (``httpx.TransportError``): a resync does not retry a page, it fails
+    the kind.
+    """
+    response = await client.get(url)
+    if response.is_error:
+        raise httpx.HTTPStatusError(
+            f"GET {url}: HTTP {response.status_code}: {response.text[:200]}",
+            request=response.request,
+            response=response,
+        )
+    page = response.json()
+    if not isinstance(page, list) or not all(isinstance(item, dict) for item in page):
+        raise ValueError(f"GET {url}: expected a JSON array of objects")
+    next_url = response.links.get("next", {}).get("url")
+    return page, next_url
 
 
 async def fetch_json(client: httpx.AsyncClient, path: str) -> dict[str, Any] | None:
@@ -126,7 +176,7 @@ class FakeTrackerProcessor(AbstractWebhookProcessor):
         if payload["webhookEvent"] == self.deleted_event:
             return WebhookEventRawResults(updated_raw_results=[], deleted_raw_results=[reference])
         path = f"/api/{self.kind}s/{self.object_id(payload)}"
-        async with httpx.AsyncClient(base_url=api_url(), verify=_TLS) as client:
+        async with tracker_client() as client:
             fresh = await fetch_json(client, path)
         if fresh is None:
             logger.info("%s %s no longer exists: deleting it", self.kind, reference["key"])

@@ -6,3 +6,4 @@ from __future__ import annotations
 class Kinds:
     ISSUE = "issue"
     PROJECT = "project"
+    USER = "user"

@@ -9,7 +9,9 @@ It plays the service an integration syncs from, with the parts a real one has:
       GET    /api/issues[?project=KEY]  GET  /api/issues/{id}        PATCH /api/issues/{id}
       POST   /api/issues                DELETE /api/issues/{id}
 
-  unknown ids answer ``404 {"error": ...}``; every write sends the matching webhook;
+  unknown ids answer ``404 {"error": ...}``; every write sends the matching webhook; the two
+  lists are paginated (``perPage``, at most ``MAX_PER_PAGE``; the next page is the ``Link``
+  header's ``rel="next"``, a cursor: see ``_api``);
 - ``WebhookSender``: posts one signed webhook per change, in order, to the integration;
 - ``Simulator``: every ``interval`` seconds, changes something at random;
 - ``FakeTracker``: runs the three in one nursery.
@@ -22,16 +24,19 @@ being its state at the time of the change, and the headers
 (kept across retries of the same delivery).
 """
 
-from ._api import TrackerAPI, serve_api
+from ._api import DEFAULT_PER_PAGE, MAX_PER_PAGE, InvalidQuery, TrackerAPI, serve_api
 from ._state import Change, InvalidFields, TrackerState
 from ._tracker import FakeTracker, FakeTrackerConfig, Simulator
 from ._webhooks import SenderStatistics, Target, WebhookSender, sign
 
 __all__ = [
+    "DEFAULT_PER_PAGE",
+    "MAX_PER_PAGE",
     "Change",
     "FakeTracker",
     "FakeTrackerConfig",
     "InvalidFields",
+    "InvalidQuery",
     "SenderStatistics",
     "Simulator",
     "Target",

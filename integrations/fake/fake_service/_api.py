@@ -1,7 +1,32 @@
-"""The tracker's REST API: a bare ASGI app over ``TrackerState``, served by hypercorn's trio worker."""
+"""The tracker's REST API: a bare ASGI app over ``TrackerState``, served by hypercorn's trio worker.
+
+Lists are paginated with a cursor, as GitHub's and GitLab's keyset pagination do::
+
+    GET /api/issues?perPage=50[&project=KEY]    GET /api/projects?perPage=50
+    200 [ {...}, ... ]
+    Link: </api/issues?perPage=50&cursor=aToxMDA1MA>; rel="next"
+
+- The body is a JSON array of objects shaped exactly as ``GET /api/issues/{id}`` (or
+  ``/api/projects/{key}``) answers them: what a webhook's processor fetches.
+- ``perPage``: 1 to 100 (``MAX_PER_PAGE``), default 50 (also without the parameter: every
+  list is paginated, as on GitHub and GitLab).
+- The next page is the ``Link`` header's ``rel="next"`` URL (a path and query, to be resolved
+  against the API's address; ``httpx.Response.links`` parses it). It carries an opaque
+  ``cursor`` (the last object's id) and the same ``perPage`` and ``project``. The last page
+  has no ``Link`` header, so a page size that divides the total costs no empty request.
+- Issues come in id order, projects in key order, and a page starts *after* the cursor's
+  object (keyset, not an offset): an object that exists from the first request to the last
+  is listed exactly once, whatever is created or deleted in between (an offset would skip
+  one object per deletion on an earlier page). Created issues get higher ids, so they are
+  listed if they appear before the last page is read.
+- ``perPage`` out of range or not a number, or a ``cursor`` this API did not give, answer
+  ``400 {"error": "..."}``.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import re
@@ -21,6 +46,13 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _ROUTES = re.compile(r"^/api/(?P<kind>issues|projects)(?:/(?P<ident>[^/]+))?/?$")
 _MAX_BODY = 64 * 1024
+DEFAULT_PER_PAGE = 50
+MAX_PER_PAGE = 100
+Headers = list[tuple[bytes, bytes]]
+
+
+class InvalidQuery(ValueError):
+    """A list request with a bad ``perPage`` or ``cursor`` (HTTP 400)."""
 
 
 class TrackerAPI:
@@ -36,38 +68,61 @@ class TrackerAPI:
             return
         if scope["type"] != "http":
             return
-        status, body = await self._respond(scope, receive)
+        status, body, extra = await self._respond(scope, receive)
         data = json.dumps(body).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers + extra})
         await send({"type": "http.response.body", "body": data})
 
-    async def _respond(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
+    async def _respond(self, scope: Scope, receive: Receive) -> tuple[int, Any, Headers]:
         match = _ROUTES.match(scope["path"])
         if match is None:
-            return 404, {"error": f"no route {scope['path']}"}
+            return 404, {"error": f"no route {scope['path']}"}, []
         kind, ident, method = match["kind"], match["ident"], scope["method"]
         try:
+            if ident is None and method == "GET":
+                return self._list(kind, scope)
             fields = await _read_json(receive) if method in ("POST", "PATCH") else {}
-            return self._route(kind, ident, method, fields, scope)
-        except InvalidFields as error:
-            return 400, {"error": str(error)}
+            return (*self._route(kind, ident, method, fields, scope), [])
+        except (InvalidFields, InvalidQuery) as error:
+            return 400, {"error": str(error)}, []
+
+    def _list(self, kind: str, scope: Scope) -> tuple[int, Any, Headers]:
+        """One page of a list, with the next page's ``Link`` (see the module docstring)."""
+        query = urllib.parse.parse_qs(
+            scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+        )
+        per_page = _per_page(query.get("perPage", [None])[0])
+        cursor = query.get("cursor", [None])[0]
+        after = None if cursor is None else _decode_cursor(cursor, kind)
+        link: dict[str, str | int] = {"perPage": per_page}
+        if kind == "projects":
+            page, more = self._state.project_page(after=after, limit=per_page)
+            last = page[-1]["key"] if page else None
+        else:
+            project = query.get("project", [""])[0] or None
+            page, more = self._state.issue_page(
+                after=None if after is None else int(after), limit=per_page, project=project
+            )
+            last = page[-1]["id"] if page else None
+            if project is not None:
+                link["project"] = project
+        if not more or last is None:
+            return 200, page, []
+        link["cursor"] = _encode_cursor(kind, last)
+        next_url = f"/api/{kind}?{urllib.parse.urlencode(link)}"
+        return 200, page, [(b"link", f'<{next_url}>; rel="next"'.encode())]
 
     def _route(
         self, kind: str, ident: str | None, method: str, fields: Obj, scope: Scope
     ) -> tuple[int, Any]:
         state = self._state
         if kind == "projects":
-            if ident is None and method == "GET":
-                return 200, state.projects()
             if ident is not None and method == "GET":
                 return _found(state.project(ident), "project", ident)
             if ident is not None and method == "PATCH":
                 return self._announce(state.update_project(ident, fields), "project", ident)
         elif ident is None:
-            if method == "GET":
-                project = _query_param(scope, "project")
-                return 200, state.issues(project)
             if method == "POST":
                 project = fields.pop("projectKey", None)
                 if not isinstance(project, str):
@@ -99,9 +154,39 @@ def _not_found(kind: str, ident: str) -> tuple[int, Any]:
     return 404, {"error": f"{kind} {ident!r} not found"}
 
 
-def _query_param(scope: Scope, name: str) -> str | None:
-    values = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
-    return values[0] if values else None
+def _per_page(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_PER_PAGE
+    # ASCII digits only (str.isdigit() and int() also take '²' or '٣'), and few of them (int()
+    # refuses over 4,300 digits with a ValueError of its own).
+    if not (
+        value.isascii() and value.isdigit() and len(value) <= 4 and 1 <= int(value) <= MAX_PER_PAGE
+    ):
+        raise InvalidQuery(f"perPage must be an integer from 1 to {MAX_PER_PAGE}, got {value!r}")
+    return int(value)
+
+
+# A cursor is the last listed object's id (issues) or key (projects), tagged with its list so
+# one list's cursor is refused by the other; base64url, no padding, opaque to clients.
+
+
+def _encode_cursor(kind: str, last: str) -> str:
+    return base64.urlsafe_b64encode(f"{kind[0]}:{last}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, kind: str) -> str:
+    try:
+        text = base64.b64decode(
+            cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True
+        ).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        text = ""
+    tag, _, last = text.partition(":")
+    if tag != kind[0] or not last or (kind == "issues" and not (last.isascii() and last.isdigit())):
+        raise InvalidQuery(
+            f'cursor {cursor!r} is not one this API gave: follow the Link header\'s rel="next"'
+        )
+    return last
 
 
 async def _read_json(receive: Receive) -> Obj:

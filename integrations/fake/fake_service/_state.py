@@ -69,13 +69,17 @@ class TrackerState:
     """Projects (by key) and issues (by id); methods return copies, never the stored dicts."""
 
     def __init__(self, *, seed: int = 7, projects: int = 3, issues: int = 12) -> None:
+        """``projects`` (at most 4) and ``issues`` generated from ``seed``; no projects, no issues."""
+        if issues > 0 and projects < 1:
+            raise ValueError("issues need at least one project")
         rng = random.Random(seed)
         self.api_url: str | None = None
         self._projects: dict[str, Obj] = {}
+        # By id; ids only grow, so insertion order is id order (what paging relies on).
         self._issues: dict[str, Obj] = {}
         self._next_id = 10001
         self._next_number: dict[str, int] = {}
-        for key, name in _PROJECTS[: max(1, min(projects, len(_PROJECTS)))]:
+        for key, name in _PROJECTS[: max(0, min(projects, len(_PROJECTS)))]:
             self._projects[key] = {
                 "key": key,
                 "name": name,
@@ -106,6 +110,26 @@ class TrackerState:
             for i in self._issues.values()
             if project is None or i["projectKey"] == project
         ]
+
+    def project_page(self, *, after: str | None, limit: int) -> tuple[list[Obj], bool]:
+        """Up to ``limit`` projects in key order, keys after ``after``; and whether more follow."""
+        keys = sorted(k for k in self._projects if after is None or k > after)
+        return [self._public("project", self._projects[k]) for k in keys[:limit]], len(keys) > limit
+
+    def issue_page(
+        self, *, after: int | None, limit: int, project: str | None = None
+    ) -> tuple[list[Obj], bool]:
+        """Up to ``limit`` issues (of ``project``) in id order, ids above ``after``; and whether more follow."""
+        page: list[Obj] = []
+        for issue in self._issues.values():
+            if (after is not None and int(issue["id"]) <= after) or (
+                project is not None and issue["projectKey"] != project
+            ):
+                continue
+            if len(page) == limit:
+                return page, True
+            page.append(self._public("issue", issue))
+        return page, False
 
     def snapshot_changes(self) -> list[Change]:
         """One ``project_updated`` per project and one ``issue_created`` per issue: the initial fill."""
