@@ -29,7 +29,7 @@ from ._exceptions import (
     WebhookEventNotSupportedError,
     WebhookProcessingError,
 )
-from ._integration import Integration, RunningApp, load_integration
+from ._integration import ASYNC_GENERATOR_RESYNC_TYPE, Integration, RunningApp, load_integration
 from ._ocean import ocean
 from ._retry import RetryPolicy
 from ._root import open_app
@@ -64,6 +64,7 @@ logger = logging.getLogger("ocean_trio.integration")
 """A logger for integration code (where Ocean code uses loguru's ``logger``)."""
 
 __all__ = [
+    "ASYNC_GENERATOR_RESYNC_TYPE",
     "UNSET",
     "AbstractWebhookProcessor",
     "App",

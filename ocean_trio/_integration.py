@@ -14,7 +14,7 @@ import contextvars
 import importlib.util
 import inspect
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -32,6 +32,8 @@ OnStart = Callable[..., Awaitable[None]]
 """An ``on_start`` hook: ``async def hook()``, or ``async def hook(*, task_status)`` to make
 start-up wait for its ``task_status.started()`` (and fail with its error)."""
 OnResync = Callable[[str], Any]
+ASYNC_GENERATOR_RESYNC_TYPE = AsyncIterator[list[dict[str, Any]]]
+"""What an ``on_resync`` async generator returns (Ocean's name, for ported annotations)."""
 VerifierFactory = Callable[[dict[str, Any]], SignatureVerifier]
 """Builds a path's verifier from ``integration.config`` when the app starts (secrets in config)."""
 F = TypeVar("F", bound=Callable[..., Any])

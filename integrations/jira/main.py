@@ -9,9 +9,8 @@ changed. Settings: ``jiraHost``, ``atlassianUserEmail``, ``atlassianUserToken`` 
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 # Ocean integrations import their siblings as top-level modules (``from kinds import Kinds``,
 # ``from jira.overrides import …``). ``load_integration`` puts this folder first on sys.path;
@@ -27,15 +26,11 @@ from kinds import Kinds  # noqa: E402
 from webhook_processors.issue_webhook_processor import IssueWebhookProcessor  # noqa: E402
 from webhook_processors.project_webhook_processor import ProjectWebhookProcessor  # noqa: E402
 
-from ocean_trio import event, logger, ocean  # noqa: E402
+from ocean_trio import ASYNC_GENERATOR_RESYNC_TYPE, event, logger, ocean  # noqa: E402
 
 # ``jira`` is also the name of a popular PyPI distribution: fail loudly if it won.
 if Path(jira.__file__).resolve().parent != _HERE / "jira":
     raise ImportError(f"'jira' resolves to {jira.__file__}, not to {_HERE / 'jira'}")
-
-# Ocean's ``port_ocean.core.ocean_types.ASYNC_GENERATOR_RESYNC_TYPE`` (ocean_trio has no such
-# alias): what an ``on_resync`` async generator yields, batches of raw items.
-ASYNC_GENERATOR_RESYNC_TYPE = AsyncIterator[list[dict[Any, Any]]]
 
 ocean.register_resource_config(Kinds.ISSUE, JiraIssueConfig)
 ocean.register_resource_config(Kinds.PROJECT, JiraProjectResourceConfig)
