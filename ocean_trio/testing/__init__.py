@@ -26,6 +26,7 @@ from .._settings import Settings, load_settings
 from ..catalog._local import LocalCatalog
 from ..live_events._journal import JournalEntry
 from ..live_events._outcome import EventOutcome
+from ..resync._state import ResyncState, ResyncStatus
 from ._port_emulator import Faults, PortEmulator, RecordedRequest, serve_port_emulator
 
 __all__ = [
@@ -87,6 +88,23 @@ class TestServer:
             content=body,
             headers={"content-type": "application/json", **(headers or {})},
         )
+
+    async def resync(self, reason: str = "test") -> ResyncState:
+        """Ask for a resync and wait until it ends: its final state (kinds, reconciliation).
+
+        Needs an event listener that resyncs (not ``WEBHOOKS_ONLY``); with the default
+        POLLING, ``make_settings(..., eventListener={"resyncOnStart": False})`` keeps the
+        start-up resync out of the way, and ``resync={"coalesceSeconds": 0}`` makes it start
+        at once.
+        """
+        coordinator = self.app.resyncs
+        if coordinator is None:
+            raise RuntimeError("this app never resyncs (eventListener.type WEBHOOKS_ONLY)")
+        coordinator.request(reason)
+        while True:  # a resync running already is aborted first: wait for the one serving us
+            state = await coordinator.wait_for_next()
+            if reason in state.reason.split(", ") and state.status is not ResyncStatus.ABORTED:
+                return state
 
     async def next_outcomes(self, count: int) -> list[tuple[JournalEntry, EventOutcome]]:
         """Wait for the next ``count`` finished events (any path), in completion order."""

@@ -66,10 +66,8 @@ async def resync_app(
 
 
 async def resync(server: TestServer) -> ResyncState:
-    assert server.app.resyncs is not None
-    server.app.resyncs.request("test")
     with trio.fail_after(10):
-        return await server.app.resyncs.wait_for_next()
+        return await server.resync()
 
 
 async def ids(server: TestServer, blueprint: str = "item") -> list[str]:
