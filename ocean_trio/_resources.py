@@ -42,33 +42,51 @@ def load_mapping(integration: Integration, settings: Settings, root: Path) -> Co
     )
 
 
+def changelog_destination(settings: Settings) -> dict[str, Any] | None:
+    """How Port should tell the integration about changes (Ocean's ``changelogDestination``)."""
+    listener = settings.event_listener
+    if listener.type == "WEBHOOK" and listener.app_host:
+        return {"type": "WEBHOOK", "url": listener.app_host.rstrip("/") + "/resync"}
+    if listener.type == "KAFKA":
+        return {"type": "KAFKA"}
+    return None
+
+
 async def port_mapping(
     client: PortClient,
     integration: Integration,
     settings: Settings,
     root: Path,
     local: CompiledPortAppConfig,
+    *,
+    starting: bool = False,
 ) -> CompiledPortAppConfig:
     """The mapping Port holds for this integration; the local file where Port has none.
 
     As Ocean does: a missing integration is created, and an empty mapping is filled, with
-    the integration's ``.port/resources/port-app-config.yml``.
+    the integration's ``.port/resources/port-app-config.yml``; at start-up (``starting``) the
+    integration's ``changelogDestination`` is set from the event listener when it differs.
     """
     identifier = str(settings.integration.identifier)
     path = mapping_file(settings, root)
     local_data = _read_config_data(path) if path is not None else {}
+    destination = changelog_destination(settings)
     found = await client.get_integration(identifier)
     if found is None:
         logger.info("creating integration %s in Port with the local mapping", identifier)
-        await client.create_integration(
-            {
-                "installationId": identifier,
-                "installationAppType": settings.integration.type,
-                "version": __version__,
-                "config": local_data,
-            }
-        )
+        body: dict[str, Any] = {
+            "installationId": identifier,
+            "installationAppType": settings.integration.type,
+            "version": __version__,
+            "config": local_data,
+        }
+        if destination is not None:
+            body["changelogDestination"] = destination
+        await client.create_integration(body)
         return local
+    if starting and destination is not None and found.get("changelogDestination") != destination:
+        logger.info("telling Port to notify integration %s by %s", identifier, destination["type"])
+        await client.patch_integration(identifier, {"changelogDestination": destination})
     config = found.get("config")
     if not config:
         logger.info("integration %s has no mapping in Port: sending the local one", identifier)

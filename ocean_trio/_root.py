@@ -127,7 +127,9 @@ async def open_app(
         ):
             if port is not None:
                 with startup.step(f"reading the mapping from Port's API at {port.base_url}", port):
-                    mapping = await port_mapping(port, integration, settings, base, mapping)
+                    mapping = await port_mapping(
+                        port, integration, settings, base, mapping, starting=True
+                    )
             app = App(
                 integration=integration,
                 settings=settings,
