@@ -1,4 +1,8 @@
-"""``PortClient``: Port's REST API over one httpx client: token, retries, rate limit, batching."""
+"""``PortClient``: Port's REST API over one httpx client: token, retries, rate limit, batching.
+
+Besides entities and blueprints, the calls a resync needs: the owned-entities search (paged),
+the diff search of current entities, the integration's resync request and resync state.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,16 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -25,7 +37,12 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 BULK_MAX_ENTITIES = 20
 BULK_MAX_BYTES = 1024 * 1024
 BULK_DELETE_MAX = 100
+OWNED_PAGE_SIZE = 5000  # Ocean's DATASOURCE_ENTITIES_PAGE_SIZE
+SEARCH_CHUNK = 50  # identifiers per diff search, as Ocean
 CLOSE_SECONDS = 5.0  # closing connections must finish even when cancelled, but not hang
+
+Params = Mapping[str, str | list[str]]
+"""Query parameters; a list repeats the name (``include=a&include=b``)."""
 
 PORT_RETRY = RetryPolicy(max_attempts=6, initial_delay=0.3, max_delay=30.0, jitter=0.2)
 """Idempotent calls to Port: 6 sends, 0.3 s doubling (±20 %), at most 30 s (or what Port asks)."""
@@ -48,6 +65,34 @@ class UpsertResult:
 
     upserted: tuple[Any, ...]
     errors: tuple[EntityError, ...]
+
+
+@attrs.frozen
+class Datasource:
+    """How Port knows an integration's entities: their datasource (the user agent that wrote
+    them, ``port-ocean/{type}/{version}/{identifier}/{agent}``) starts with ``prefix``
+    (``port-ocean/{type}/``) and ends with ``suffix`` (``/{identifier}/{agent}``): any version."""
+
+    prefix: str
+    suffix: str
+
+    @classmethod
+    def from_user_agent(cls, user_agent: str) -> Datasource:
+        """Split Ocean's user agent; a ``ValueError`` when it is not one."""
+        parts = user_agent.split("/", 3)
+        if len(parts) != 4 or parts[0] != "port-ocean" or "/" not in parts[3]:
+            raise ValueError(
+                f"user agent {user_agent!r} is not port-ocean/{{type}}/{{version}}/"
+                "{identifier}/{agent}: the integration's entities cannot be found"
+            )
+        return cls(f"port-ocean/{parts[1]}/", f"/{parts[3]}")
+
+    def rules(self) -> list[dict[str, Any]]:
+        """Search rules keeping this datasource's entities (Ocean appends them to searches)."""
+        return [
+            {"property": "$datasource", "operator": "contains", "value": self.prefix},
+            {"property": "$datasource", "operator": "contains", "value": self.suffix},
+        ]
 
 
 @attrs.frozen
@@ -187,7 +232,7 @@ class PortClient:
         path: str,
         *,
         json_body: Any = None,
-        params: Mapping[str, str] | None = None,
+        params: Params | None = None,
         retryable: bool,
         accept: Sequence[int] = (),
     ) -> httpx.Response:
@@ -202,7 +247,7 @@ class PortClient:
         path: str,
         *,
         json_body: Any = None,
-        params: Mapping[str, str] | None = None,
+        params: Params | None = None,
         retryable: bool,
         authenticated: bool = True,
         accept: Sequence[int] = (),
@@ -258,7 +303,7 @@ class PortClient:
         method: str,
         path: str,
         content: bytes | None,
-        params: Mapping[str, str] | None,
+        params: Params | None,
         headers: dict[str, str],
     ) -> httpx.Response:
         async with self._limiter:
@@ -391,16 +436,28 @@ class PortClient:
     async def delete_entities(
         self, blueprint: str, identifiers: Sequence[str], *, delete_dependents: bool
     ) -> list[str]:
-        """Bulk deletes (≤ 100 per request); returns the identifiers Port deleted."""
+        """Bulk deletes (≤ 100 per request, sent concurrently); the identifiers Port deleted."""
         path = f"/v1/blueprints/{quote(blueprint, safe='')}/bulk/entities/delete"
         params = {"delete_dependents": _flag(delete_dependents)}
         deleted: list[str] = []
-        for start in range(0, len(identifiers), BULK_DELETE_MAX):
-            chunk = list(identifiers[start : start + BULK_DELETE_MAX])
+
+        async def send(chunk: list[str]) -> None:
             response = await self.request(
                 "POST", path, json_body={"entities": chunk}, params=params, retryable=True
             )
             deleted.extend(response.json().get("deletedEntities", []))
+
+        chunks = [
+            list(identifiers[start : start + BULK_DELETE_MAX])
+            for start in range(0, len(identifiers), BULK_DELETE_MAX)
+        ]
+        if len(chunks) == 1:
+            await send(chunks[0])
+        elif chunks:
+            with _one_error():
+                async with trio.open_nursery() as nursery:
+                    for chunk in chunks:
+                        nursery.start_soon(send, chunk)
         return deleted
 
     async def delete_entity(
@@ -417,12 +474,116 @@ class PortClient:
         )
         return response.status_code != 404
 
-    async def search_entities(self, query: Mapping[str, Any]) -> list[dict[str, Any]]:
+    async def search_entities(
+        self, query: Mapping[str, Any], *, params: Params | None = None
+    ) -> list[dict[str, Any]]:
         """Entities matching a Port search query (``{combinator, rules}``)."""
         response = await self.request(
-            "POST", "/v1/entities/search", json_body=query, retryable=True
+            "POST", "/v1/entities/search", json_body=query, params=params, retryable=True
         )
         return list(response.json().get("entities", []))
+
+    # --- what a resync needs ----------------------------------------------------------------
+
+    @property
+    def datasource(self) -> Datasource:
+        """This integration's datasource, from the user agent (a ``ValueError`` if it is not
+        Ocean's ``port-ocean/{type}/{version}/{identifier}/{agent}``)."""
+        return Datasource.from_user_agent(self.user_agent)
+
+    async def current_entities(
+        self, blueprint: str, identifiers: Sequence[str], *, include: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """The entities of ``blueprint`` among ``identifiers`` that this integration owns, with
+        the fields ``include`` names (e.g. ``properties.tier``): Ocean's diff search, by
+        ``$identifier in [...]``, 50 identifiers a search, the searches sent concurrently."""
+        datasource = self.datasource
+        params: Params = {"exclude_calculated_properties": "true", "include": list(include)}
+        found: list[dict[str, Any]] = []
+
+        async def search(chunk: Sequence[str]) -> None:
+            query = {
+                "combinator": "and",
+                "rules": [
+                    {"property": "$identifier", "operator": "in", "value": list(chunk)},
+                    {"property": "$blueprint", "operator": "=", "value": blueprint},
+                    *datasource.rules(),
+                ],
+            }
+            found.extend(await self.search_entities(query, params=params))
+
+        chunks = [
+            identifiers[i : i + SEARCH_CHUNK] for i in range(0, len(identifiers), SEARCH_CHUNK)
+        ]
+        if len(chunks) == 1:
+            await search(chunks[0])
+        elif chunks:
+            with _one_error():
+                async with trio.open_nursery() as nursery:
+                    for chunk in chunks:
+                        nursery.start_soon(search, chunk)
+        return found
+
+    async def owned_entity_pages(
+        self, *, before: datetime | None = None, limit: int = OWNED_PAGE_SIZE
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """The entities this integration owns (its datasource), a page (``limit``) at a time:
+        ``POST /v1/blueprints/entities/datasource-entities``, following ``next``. With ``before``
+        (a timezone-aware time), only those last updated before it.
+
+        Only the current page is held. The generator awaits requests and nothing else (no
+        nursery or cancel scope spans its ``yield``), so it may be left unfinished; use
+        ``contextlib.aclosing`` to close it promptly.
+        """
+        datasource = self.datasource
+        body: dict[str, Any] = {
+            "datasource_prefix": datasource.prefix,
+            "datasource_suffix": datasource.suffix,
+            "limit": limit,
+        }
+        if before is not None:
+            if before.tzinfo is None:
+                raise ValueError("before must be timezone-aware")
+            body["before"] = before.isoformat()  # as Ocean sends it
+        path = "/v1/blueprints/entities/datasource-entities"
+        while True:
+            response = await self.request("POST", path, json_body=body, retryable=True)
+            data = response.json()
+            yield list(data.get("entities") or [])
+            following = data.get("next")
+            if not following:
+                return
+            body["from"] = following
+
+    async def get_resync_request(self, identifier: str) -> dict[str, Any] | None:
+        """The integration's latest resync request (``{"id", "updatedAt", ...}``), or None."""
+        response = await self.request(
+            "GET", f"/v1/integration/{quote(identifier, safe='')}/resync-request", retryable=True
+        )
+        request = response.json().get("request")
+        return dict(request) if isinstance(request, dict) else None
+
+    async def patch_resync_state(
+        self, identifier: str, state: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """Report the integration's resync state; the stored ``resyncState`` (with Port's
+        ``updatedAt``), or None when it failed.
+
+        Never raises (Ocean's ``should_raise=False``): a failure is logged. Unlike Ocean, which
+        never retries a PATCH, transient failures are retried: the body is a whole state, so
+        sending it twice is harmless.
+        """
+        path = f"/v1/integration/{quote(identifier, safe='')}/resync-state"
+        try:
+            response = await self.request("PATCH", path, json_body=state, retryable=True)
+            integration = response.json().get("integration")
+        except (PortApiError, httpx.HTTPError, ValueError) as error:
+            logger.warning(
+                "reporting resync state %s to Port failed: %s", state.get("status"), error
+            )
+            return None
+        found = integration.get("resyncState") if isinstance(integration, dict) else None
+        return dict(found) if isinstance(found, dict) else None
 
     # --- blueprints and the integration -------------------------------------------------
 

@@ -1,9 +1,11 @@
-"""``PortSink``: applies entity changes to Port, coalescing many events into bulk calls."""
+"""``PortSink``: applies entity changes to Port, coalescing many events into bulk calls; the
+resync target for Port (``open_resync``, in ``_port_resync``)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import attrs
@@ -11,8 +13,10 @@ import httpx
 
 from .._entity import EntityKey, identifier_key
 from .._exceptions import PartialApplyError, PortApiError
+from ..resync._target import ResyncRun, ResyncWriter
 from ._changes import EntityChanges, WriteOptions
 from ._port_client import PortClient
+from ._port_resync import open_port_resync
 
 logger = logging.getLogger("ocean_trio.port")
 
@@ -40,6 +44,10 @@ class PortSink:
 
     def __init__(self, client: PortClient) -> None:
         self.client = client
+
+    def open_resync(self, run: ResyncRun) -> AbstractAsyncContextManager[ResyncWriter]:
+        """A resync's writer: diffed upserts, then reconciliation over Port's owned entities."""
+        return open_port_resync(self.client, run)
 
     def is_transient(self, error: Exception) -> bool:
         """Outages and rate limits (retried by the applier), not refused entities."""

@@ -17,7 +17,9 @@ from werkzeug.exceptions import HTTPException
 from ._auth import AccessTokens
 from ._control import ControlRoutes
 from ._faults import Faults
+from ._owned import OwnedScans
 from ._recording import RecordedRequest, record_and_inject
+from ._resync_routes import ResyncRoutes, new_resync_request
 from ._routes import PortRoutes, Reply
 from ._wire import ApiError, Key, Obj
 
@@ -41,6 +43,9 @@ class PortEmulator:
         self.blueprints: dict[str, Obj] = {}
         self.entities: dict[Key, Obj] = {}
         self.integrations: dict[str, Obj] = {}
+        self.resync_requests: dict[str, Obj] = {}  # integration → its latest resync request
+        self.resync_states: list[Obj] = []  # every resync state PATCHed, in order
+        self.owned_scans = OwnedScans()
         self.requests: list[RecordedRequest] = []
         self.faults = Faults()
         self._tokens = AccessTokens()
@@ -51,15 +56,23 @@ class PortEmulator:
         method = method.upper()
         return sum(r.method == method and r.path.startswith(path_prefix) for r in self.requests)
 
+    def request_resync(self, integration: str) -> Obj:
+        """Make a new resync request for ``integration`` (as a user asking Port for one)."""
+        return new_resync_request(self, integration)
+
     def expire_tokens(self) -> None:
         """Expire every token issued so far (later ones are valid again)."""
         self._tokens.expire_all()
 
     def reset(self) -> None:
-        """Forget everything: blueprints, entities, integrations, requests, faults and tokens."""
+        """Forget everything: blueprints, entities, integrations (their resync requests and states),
+        requests, faults and tokens."""
         self.blueprints.clear()
         self.entities.clear()
         self.integrations.clear()
+        self.resync_requests.clear()
+        self.resync_states.clear()
+        self.owned_scans.clear()
         self.requests.clear()
         self.faults.clear()
         self._tokens.clear()
@@ -74,6 +87,7 @@ def _build_app(emulator: PortEmulator, tokens: AccessTokens) -> QuartTrio:
     app.json = _UnsortedJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = None  # the bulk route answers 413 itself, Port-style
     PortRoutes(emulator, tokens).register(app)
+    ResyncRoutes(emulator).register(app)
     ControlRoutes(emulator).register(app)
     app.register_error_handler(ApiError, _api_error_reply)
     app.register_error_handler(HTTPException, _http_error_reply)

@@ -5,10 +5,10 @@ Anything outside that subset is a 422, so a client relying on more fails loudly 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ._wire import ApiError, Obj
+from ._wire import ApiError, Key, Obj
 
 Predicate = Callable[[Obj], bool]
 
@@ -65,3 +65,47 @@ def _rule(rule: Any) -> Predicate:
         return isinstance(actual, str) and isinstance(wanted, str) and actual.startswith(wanted)
 
     return test
+
+
+def candidates(query: Any, entities: Mapping[Key, Obj]) -> Iterable[Obj]:
+    """The entities ``query`` can match: looked up by key when its top-level ``and`` names the
+    blueprint (``$blueprint =``) and the identifiers (``$identifier =`` or ``in``), as Ocean's
+    diff search does; else all of them. Only an index: the caller still applies the query."""
+    if not isinstance(query, dict) or query.get("combinator") != "and":
+        return entities.values()
+    rules = query.get("rules")
+    if not isinstance(rules, list):
+        return entities.values()
+    blueprints: list[Any] = []
+    identifiers: list[Any] | None = None
+    for rule in rules:
+        if not isinstance(rule, dict):
+            continue
+        field, operator, value = rule.get("property"), rule.get("operator"), rule.get("value")
+        if field == "$blueprint" and operator == "=":
+            blueprints.append(value)
+        elif field == "$identifier" and operator == "=":
+            identifiers = [value]
+        elif field == "$identifier" and operator == "in" and isinstance(value, list):
+            identifiers = value
+    if len(blueprints) != 1 or identifiers is None:
+        return entities.values()
+    keys = dict.fromkeys((blueprints[0], i) for i in identifiers if isinstance(i, str))
+    return [entities[key] for key in keys if key in entities]
+
+
+def project(entity: Obj, include: list[str]) -> Obj:
+    """The fields of ``entity`` that ``include`` names: top-level ones (``title``) and single
+    properties or relations (``properties.tier``, ``relations.team``), as Port's ``include``."""
+    kept: Obj = {}
+    for path in include:
+        top, _, sub = path.partition(".")
+        if top not in entity:
+            continue
+        if not sub:
+            kept[top] = entity[top]
+        elif isinstance(entity[top], dict):
+            part = kept.setdefault(top, {})
+            if isinstance(part, dict) and sub in entity[top]:
+                part[sub] = entity[top][sub]
+    return kept

@@ -14,7 +14,7 @@ from quart import request
 from quart_trio import QuartTrio
 
 from ._auth import AccessTokens
-from ._query import compile_query
+from ._query import candidates, compile_query, project
 from ._store import EntityStore, UpsertOptions
 from ._wire import ApiError, Key, Obj, as_object, now, parse_json
 
@@ -95,7 +95,6 @@ class PortRoutes:
                 ("/v1/integration/<ident>", self._get_integration, "GET"),
                 ("/v1/integration/<ident>", self._patch_integration, "PATCH"),
                 ("/v1/integration/<ident>/config", self._patch_config, "PATCH"),
-                ("/v1/integration/<ident>/resync-state", self._patch_resync_state, "PATCH"),
             ],
         )
         app.before_request(self._authenticate)
@@ -186,11 +185,12 @@ class PortRoutes:
         return {"ok": True, "deletedEntities": deleted}, 200
 
     async def _search(self) -> Reply:
-        matches = compile_query(await read_json())
+        query = await read_json()
+        matches = compile_query(query)
         include = request.args.getlist("include")
-        found = [e for e in self.emulator.entities.values() if matches(e)]
+        found = [e for e in candidates(query, self.emulator.entities) if matches(e)]
         if include:
-            found = [{k: v for k, v in e.items() if k in include} for e in found]
+            found = [project(e, include) for e in found]
         return {"ok": True, "entities": found}, 200
 
     # --- integrations ------------------------------------------------------------------------
@@ -223,12 +223,6 @@ class PortRoutes:
         config = as_object(await read_json(), "the request body").get("config")
         integration["config"] = as_object(config, "config")
         integration["updatedAt"] = now()
-        return {"ok": True, "integration": integration}, 200
-
-    async def _patch_resync_state(self, ident: str) -> Reply:
-        integration = self._integration(ident)
-        state = as_object(await read_json(), "the request body")
-        integration["resyncState"] = {**integration.get("resyncState", {}), **state}
         return {"ok": True, "integration": integration}, 200
 
     def _integration(self, ident: str) -> Obj:
