@@ -22,6 +22,8 @@ _BACKTICKED = re.compile(r"`([a-z_]+)`")
 # Statuses in commands and requests: `--status dead`, `?status=dead`, `"statuses": ["dead"]`.
 _GIVEN = re.compile(r"--status (\w+)|[?&]status=(\w+)")
 _STATUS_LIST = re.compile(r'"statuses":\s*\[([^\]]*)\]')
+# A resync ends running/completed/failed/aborted (Ocean's resync statuses).
+_RESYNC_STATUSES = re.compile(r"`(running|completed|aborted)`")
 
 
 def _doc_id(path: Path) -> str:
@@ -47,6 +49,8 @@ def misused_statuses(text: str) -> list[str]:
                 continue  # a run's status, as RunStatus has it
             if re.fullmatch(r"\s*- ", before) and line[match.end() :].startswith(":"):
                 continue  # a bullet defining a field of that name (the map command's output)
+            if "resync" in line.lower() or _RESYNC_STATUSES.search(line):
+                continue  # a resync's status (running, completed, failed, aborted), not an event's
             found.append(f"line {line_number}: {line.strip()}")
     return found
 
@@ -58,6 +62,8 @@ def test_the_checker_finds_failed_used_as_an_event_status() -> None:
     assert misused_statuses("| `failed` | gave up |") != []
     assert misused_statuses("| situation | run `failed` (the error is kept) |") == []
     assert misused_statuses("- `failed`: entities whose item fails it;") == []
+    assert misused_statuses("its status (`running`, `completed`, `failed` or `aborted`)") == []
+    assert misused_statuses("a resync that ends `failed` deletes nothing") == []
     assert misused_statuses("the event is `dead`") == []
 
 
