@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 from ..resync._state import Reconciliation
 from ..resync._target import ResyncRun, WriteCounts
-from ._changes import EntityChanges
+from ._changes import EntityChanges, WriteOptions
 
 _T = TypeVar("_T")
 
@@ -64,7 +64,8 @@ class LocalResync:
         )
         return WriteCounts(upserted=upserted, skipped=skipped + unresolvable)
 
-    async def reconcile(self, threshold: float) -> Reconciliation:
+    async def reconcile(self, threshold: float, options: WriteOptions) -> Reconciliation:
+        # ``options`` matter to Port only: the local catalog has no dependents to cascade to.
         return await self._database.run_sync(lambda db: _reconcile(db, self._run, threshold))
 
 
@@ -125,13 +126,14 @@ def _stored(
 
 
 def _reconcile(db: sqlite3.Connection, run: ResyncRun, threshold: float) -> Reconciliation:
-    # Owned: everything in the catalog (it belongs to this integration) last written before
-    # the resync began; stale: of those, what this resync did not produce.
-    before = (run.started_at,)
+    # Owned: everything in the catalog (it belongs to this integration) that existed before
+    # the resync began; stale: of those, last written before it began and not produced by it.
+    # Counting entities the resync changed keeps a resync that changes most of the catalog
+    # from being refused for deleting the few gone (Ocean counts only the unchanged ones).
     db.execute("BEGIN IMMEDIATE")
     try:
         (owned,) = db.execute(
-            "SELECT COUNT(*) FROM entities WHERE updated_at < ?", before
+            "SELECT COUNT(*) FROM entities WHERE created_at < ?", (run.started_at,)
         ).fetchone()
         (stale,) = db.execute(
             "SELECT COUNT(*) FROM entities WHERE updated_at < ? AND seen IS NOT ?",

@@ -68,14 +68,26 @@ def differs(current: Mapping[str, Any], entity: Entity) -> bool:
 def updated_since(current: Mapping[str, Any], since: datetime) -> bool:
     """True when Port says the entity was last written at or after ``since`` (an absent or
     unreadable ``updatedAt`` is not)."""
-    raw = current.get("updatedAt")
+    stamp = _stamp(current, "updatedAt")
+    return stamp is not None and stamp >= since
+
+
+def created_before(current: Mapping[str, Any], since: datetime) -> bool:
+    """True when Port says the entity was created before ``since`` (an absent or unreadable
+    ``createdAt`` is not)."""
+    stamp = _stamp(current, "createdAt")
+    return stamp is not None and stamp < since
+
+
+def _stamp(current: Mapping[str, Any], field: str) -> datetime | None:
+    raw = current.get(field)
     if not isinstance(raw, str):
-        return False
+        return None
     try:
         stamp = datetime.fromisoformat(raw)
     except ValueError:
-        return False
-    return (stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)) >= since
+        return None
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
 
 
 def _teams_differ(first: Any, second: Any) -> bool:

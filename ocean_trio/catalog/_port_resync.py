@@ -25,12 +25,15 @@ lowest bit says whether this resync upserted it. Relation targets (kept when Por
 missing related entities, as Ocean's ``_safe_delete`` keeps them) cost one digest each.
 
 ``reconcile`` (Ocean's ``delete_diff`` over the owned-entities search with ``before``): the
-owned entities are those whose datasource is this integration's, last updated before the
-resync began; stale ones were not produced. Ocean's rule: nothing is deleted unless
-``stale / owned <= threshold``. The rule needs the total before deleting anything, and only
-one page (5,000 entities) is held at a time, so reconciling takes two passes over the pages:
-the first counts, the second (only when something is to be deleted) deletes the stale entities
-of each page as it arrives. Between the passes an entity may be written again (it leaves the
+owned entities are those whose datasource is this integration's that existed before the resync
+began (``createdAt``); stale ones were last updated before it began and not produced. Ocean's
+rule: nothing is deleted unless ``stale / owned <= threshold``; Ocean's ``owned`` leaves out the
+entities the resync changed, so a resync that changes most of the catalog is refused for the
+few it would delete. The rule needs the totals before deleting anything, and only one page
+(5,000 entities) is held at a time, so reconciling takes two passes: the first counts over
+all owned entities, the second (only when something is to be deleted) lists those last updated
+before the resync began (``before``, as Ocean) and deletes the stale ones of each page as it
+arrives. Between the passes an entity may be written again (it leaves the
 ``before`` set: not deleted) or deleted (nothing to do). An entity written after its page was
 read and before its delete request (one request's window) is deleted: Port offers no
 conditional delete. Deleting while paging is safe even if Port's cursor were an offset: pages
@@ -53,7 +56,14 @@ from ..resync._state import Reconciliation
 from ..resync._target import ResyncRun, WriteCounts
 from ._changes import EntityChanges, WriteOptions
 from ._port_client import OWNED_PAGE_SIZE, PortClient
-from ._port_diff import DIFF_MIN_ENTITIES, diff_fields, diffable, differs, updated_since
+from ._port_diff import (
+    DIFF_MIN_ENTITIES,
+    created_before,
+    diff_fields,
+    diffable,
+    differs,
+    updated_since,
+)
 
 logger = logging.getLogger("ocean_trio.port")
 
@@ -250,12 +260,9 @@ class PortResync:
                 failures.append(message)
         return upserted, failures
 
-    async def reconcile(self, threshold: float) -> Reconciliation:
-        owned = stale = 0
-        async with aclosing(self._pages()) as pages:
-            async for page in pages:
-                owned += len(page)
-                stale += sum(1 for _ in self._stale(page))
+    async def reconcile(self, threshold: float, options: WriteOptions) -> Reconciliation:
+        self._options = options
+        owned, stale = await self._count()
         reason = deletion_refusal(owned, stale, threshold)
         if reason is not None:
             logger.warning("resync %d: %s", self._run.id, reason)
@@ -274,7 +281,7 @@ class PortResync:
                             doomed.setdefault(blueprint, []).append(identifier)
                     deleted += await self._delete(doomed)
         logger.info(
-            "resync %d: %d owned entities last written before it began, %d stale, %d deleted%s",
+            "resync %d: %d owned entities existed before it began, %d stale, %d deleted%s",
             self._run.id,
             owned,
             stale,
@@ -283,16 +290,32 @@ class PortResync:
         )
         return Reconciliation(owned=owned, stale=stale, deleted=deleted)
 
+    async def _count(self) -> tuple[int, int]:
+        """Owned entities that existed before the resync began, and of them the stale ones
+        (an unreadable ``updatedAt`` counts as stale, so the count errs towards refusing)."""
+        owned = stale = 0
+        listing = self._client.owned_entity_pages(limit=self._page_size)
+        async with aclosing(listing) as pages:
+            async for page in pages:
+                for entity in page:
+                    key = _key(entity)
+                    if key is None:
+                        continue  # not an entity: nothing to delete or count
+                    old = not updated_since(entity, self._since)
+                    if old and key not in self._produced:
+                        stale += 1
+                    if old or created_before(entity, self._since):
+                        owned += 1
+        return owned, stale
+
     def _pages(self) -> AsyncGenerator[list[dict[str, Any]], None]:
         return self._client.owned_entity_pages(before=self._since, limit=self._page_size)
 
     def _stale(self, page: Iterable[Mapping[str, Any]]) -> Iterable[tuple[str, str]]:
         for entity in page:
-            blueprint, identifier = entity.get("blueprint"), entity.get("identifier")
-            if not isinstance(blueprint, str) or not isinstance(identifier, str):
-                continue
-            if (blueprint, identifier) not in self._produced:
-                yield blueprint, identifier
+            key = _key(entity)
+            if key is not None and key not in self._produced:
+                yield key
 
     async def _delete(self, doomed: dict[str, list[str]]) -> int:
         """Delete one page's stale entities, in bulk per blueprint; the number deleted."""
@@ -320,6 +343,13 @@ class PortResync:
                 break
             doomed = left
         return deleted
+
+
+def _key(entity: Mapping[str, Any]) -> tuple[str, str] | None:
+    blueprint, identifier = entity.get("blueprint"), entity.get("identifier")
+    if isinstance(blueprint, str) and isinstance(identifier, str):
+        return blueprint, identifier
+    return None
 
 
 def _by_blueprint(entities: Iterable[Entity]) -> dict[str, list[Entity]]:

@@ -73,7 +73,9 @@ async def run_resync(
         if state.errors:
             state.status = ResyncStatus.FAILED
             return
-        state.reconciliation = await writer.reconcile(mapping.config.entity_deletion_threshold)
+        state.reconciliation = await writer.reconcile(
+            mapping.config.entity_deletion_threshold, mapping.options
+        )
     with event_context(EventContext(mapping.config, None, attributes)):
         await _hooks("on_resync_complete", integration.on_resync_complete_hooks, state)
     state.status = ResyncStatus.FAILED if state.errors else ResyncStatus.COMPLETED

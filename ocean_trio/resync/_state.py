@@ -51,8 +51,8 @@ class KindProgress:
 class Reconciliation:
     """What deleting stale entities did (or why it did not)."""
 
-    owned: int  # entities the integration owned, last written before the resync began
-    stale: int  # of those, the ones this resync did not produce
+    owned: int  # entities the integration owned that existed before the resync began
+    stale: int  # of those, last written before it began and not produced by it
     deleted: int
     skipped_reason: str | None = None  # e.g. over the threshold; None when it deleted
 

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import attrs
 
-from ..catalog._changes import EntityChanges
+from ..catalog._changes import EntityChanges, WriteOptions
 from ._state import Reconciliation
 
 
@@ -45,9 +45,10 @@ class ResyncWriter(Protocol):
         """
         ...
 
-    async def reconcile(self, threshold: float) -> Reconciliation:
+    async def reconcile(self, threshold: float, options: WriteOptions) -> Reconciliation:
         """Delete the owned entities last written before the resync began that it did not
-        produce, unless they are more than ``threshold`` of those owned (then none)."""
+        produce, unless they are more than ``threshold`` of the owned entities that existed
+        before it began (then none). ``options``: the mapping's write flags (dependents)."""
         ...
 
 

@@ -77,11 +77,13 @@ def run(number: int) -> ResyncRun:
 
 
 def an_hour_passes(emulator: PortEmulator) -> None:
-    """Move every stored entity's updatedAt an hour back: what the last resync wrote is now
-    clearly older than the next one's start (no sleeping, no same-millisecond races)."""
+    """Move every stored entity's createdAt and updatedAt an hour back: what the last resync
+    wrote is now clearly older than the next one's start (no sleeping, no same-millisecond
+    races)."""
     for entity in emulator.entities.values():
-        stamp = datetime.fromisoformat(entity["updatedAt"]) - timedelta(hours=1)
-        entity["updatedAt"] = stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        for field in ("createdAt", "updatedAt"):
+            stamp = datetime.fromisoformat(entity[field]) - timedelta(hours=1)
+            entity[field] = stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def seed(emulator: PortEmulator, identifier: str, *, datasource: str = UA, **fields: Any) -> None:
@@ -325,7 +327,7 @@ async def test_refused_entities_are_counted_and_never_reconciled_away() -> None:
             assert counts.skipped == 19
             assert "svc-3" in counts.failures[0]
             assert "unknown_relation" in counts.failures[0]
-            reconciliation = await writer.reconcile(0.9)
+            reconciliation = await writer.reconcile(0.9, WriteOptions())
         assert (reconciliation.stale, reconciliation.deleted) == (0, 0)
         assert ("service", "svc-3") in emulator.entities
 
@@ -339,7 +341,7 @@ async def test_stale_entities_are_deleted_and_only_those() -> None:
         seed(emulator, "theirs", datasource=OTHER_INTEGRATION)
         async with open_port_resync(client, run(2)) as writer:
             await writer.write(EntityChanges(upserts=services(15)))
-            reconciliation = await writer.reconcile(0.9)
+            reconciliation = await writer.reconcile(0.9, WriteOptions())
         assert reconciliation.to_json() == {
             "owned": 20,
             "stale": 5,
@@ -358,7 +360,7 @@ async def test_reconcile_pages_through_owned_entities_twice() -> None:
         async with open_port_resync(client, run(2), page_size=4) as writer:
             await writer.write(EntityChanges(upserts=produced))
             emulator.requests.clear()
-            reconciliation = await writer.reconcile(0.9)
+            reconciliation = await writer.reconcile(0.9, WriteOptions())
         assert (reconciliation.owned, reconciliation.stale, reconciliation.deleted) == (20, 7, 7)
         assert {i for _, i in emulator.entities} == {e.identifier for e in produced}
         # 5 pages to count, then 5 to delete page by page
@@ -371,7 +373,7 @@ async def test_over_the_threshold_nothing_is_deleted() -> None:
         await first_resync(client, emulator, 20)
         async with open_port_resync(client, run(2)) as writer:
             await writer.write(EntityChanges(upserts=services(11)))
-            reconciliation = await writer.reconcile(0.4)
+            reconciliation = await writer.reconcile(0.4, WriteOptions())
         assert (reconciliation.owned, reconciliation.stale, reconciliation.deleted) == (20, 9, 0)
         assert reconciliation.skipped_reason == (
             "9 of 20 owned entities (45%) would be deleted, more than"
@@ -389,7 +391,7 @@ async def test_threshold_bounds(threshold: float, deleted: int) -> None:
         await first_resync(client, emulator, 20)
         async with open_port_resync(client, run(2)) as writer:
             await writer.write(EntityChanges(upserts=services(11)))
-            reconciliation = await writer.reconcile(threshold)
+            reconciliation = await writer.reconcile(threshold, WriteOptions())
         assert reconciliation.deleted == deleted
         assert len(emulator.entities) == 20 - deleted
         assert (reconciliation.skipped_reason is None) == (deleted > 0)
@@ -399,7 +401,7 @@ async def test_threshold_1_deletes_everything_owned() -> None:
     async with port() as (emulator, client):
         await first_resync(client, emulator, 20)
         async with open_port_resync(client, run(2)) as writer:
-            reconciliation = await writer.reconcile(1.0)
+            reconciliation = await writer.reconcile(1.0, WriteOptions())
         assert (reconciliation.owned, reconciliation.stale, reconciliation.deleted) == (20, 20, 20)
         assert emulator.entities == {}
 
@@ -413,9 +415,28 @@ async def test_an_entity_written_after_the_resync_began_is_not_reconciled_away()
             await client.upsert_entities(
                 "service", live, merge=True, create_missing_related_entities=True
             )
-            reconciliation = await writer.reconcile(0.9)
-        assert (reconciliation.owned, reconciliation.stale, reconciliation.deleted) == (19, 4, 4)
+            reconciliation = await writer.reconcile(0.9, WriteOptions())
+        # svc-17 existed before: owned, but written since, so not stale
+        assert (reconciliation.owned, reconciliation.stale, reconciliation.deleted) == (20, 4, 4)
         assert ("service", "svc-17") in emulator.entities
+
+
+async def test_a_resync_that_changes_most_entities_still_deletes_the_few_gone() -> None:
+    # Every entity that existed before the resync counts, changed or not: counting only the
+    # unchanged ones (as Ocean does) would make this 1 stale of 1 and refuse.
+    async with port() as (emulator, client):
+        await first_resync(client, emulator, 20)
+        async with open_port_resync(client, run(2)) as writer:
+            counts = await writer.write(EntityChanges(upserts=services(19, tier="silver")))
+            assert counts.upserted == 19
+            reconciliation = await writer.reconcile(0.3, WriteOptions())
+        assert reconciliation.to_json() == {
+            "owned": 20,
+            "stale": 1,
+            "deleted": 1,
+            "skipped_reason": None,
+        }
+        assert ("service", "svc-19") not in emulator.entities
 
 
 async def test_without_delete_dependents_dependents_go_first() -> None:
@@ -433,7 +454,7 @@ async def test_without_delete_dependents_dependents_go_first() -> None:
         an_hour_passes(emulator)
         async with open_port_resync(client, run(2)) as writer:
             await writer.write(EntityChanges(upserts=services(12)[1:], options=options))
-            reconciliation = await writer.reconcile(0.9)
+            reconciliation = await writer.reconcile(0.9, options)
         # svc-0 is refused while its deployments exist: a second round deletes it
         assert (reconciliation.stale, reconciliation.deleted) == (4, 4)
         assert set(emulator.entities) == {("service", f"svc-{i}") for i in range(1, 12)}
@@ -450,7 +471,7 @@ async def test_relation_targets_of_produced_entities_are_kept() -> None:
         async with open_port_resync(client, run(2)) as writer:
             related = Entity(identifier="svc-0", blueprint="service", relations={"team": "team-1"})
             await writer.write(EntityChanges(upserts=(related,)))
-            reconciliation = await writer.reconcile(1.0)
+            reconciliation = await writer.reconcile(1.0, WriteOptions())
         assert (reconciliation.owned, reconciliation.stale, reconciliation.deleted) == (3, 3, 2)
         assert ("team", "team-1") in emulator.entities
 

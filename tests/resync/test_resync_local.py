@@ -170,6 +170,27 @@ async def test_over_the_deletion_threshold_nothing_is_deleted(
         assert await ids(server) == ["D0", "D1", "D2", "D3"]
 
 
+async def test_a_resync_that_changes_most_entities_still_deletes_the_few_gone(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    # The threshold counts every entity that existed before the resync, changed or not:
+    # counting only the unchanged ones (as Ocean does) would refuse to delete E9 here (1 of 2).
+    mapping = integration_root / ".port" / "resources" / "port-app-config.yml"
+    mapping.write_text("entityDeletionThreshold: 0.3\n" + ITEM_MAPPING)
+    source = Source([f"E{n}" for n in range(10)])
+    async with resync_app(integration_root, tmp_path, source) as server:
+        await resync(server)
+        del source.items["E9"]
+        for n in range(1, 9):
+            source.items[f"E{n}"]["title"] = "renamed"
+        state = await resync(server)
+        assert state.reconciliation is not None
+        assert state.reconciliation.skipped_reason is None
+        assert (state.reconciliation.owned, state.reconciliation.stale) == (10, 1)
+        assert state.reconciliation.deleted == 1
+        assert await ids(server) == [f"E{n}" for n in range(9)]
+
+
 async def test_an_error_in_a_kind_is_recorded_and_means_no_deletion(
     integration_root: Path, tmp_path: Path
 ) -> None:
