@@ -9,7 +9,8 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from pathlib import Path
@@ -26,10 +27,10 @@ from ._serve import HttpListener
 from ._settings import Settings
 from ._version import __version__
 from .catalog._applier import Applier
-from .catalog._changes import CatalogSink
 from .catalog._local import LocalCatalog
 from .catalog._port_client import PortClient
 from .catalog._port_sink import PortSink
+from .catalog._port_state import report_resync_state
 from .live_events._handling import EventHandler
 from .live_events._journal import Journal
 from .live_events._json import BodyParser
@@ -41,6 +42,7 @@ from .mapping._pool import open_mapping_pool
 from .resync._coordinator import ResyncCoordinator
 from .resync._listeners import run_once, run_polling_local, run_polling_port, run_scheduled
 from .resync._requests import MemoryRequestStore, RequestStore, SqliteRequestStore
+from .resync._state import ResyncState
 
 logger = logging.getLogger("ocean_trio")
 
@@ -141,7 +143,7 @@ async def open_app(
                 parser=parser,
                 port=port,
                 mapping_pool=pool,
-                resync_target=catalog,
+                resync_target=sink,
                 verifiers=verifiers,
                 delivery_id_headers=delivery_id_headers,
             )
@@ -151,6 +153,7 @@ async def open_app(
                     requests,
                     coalesce_seconds=settings.resync.coalesce_seconds,
                     max_aborts=settings.resync.max_aborts_in_a_row,
+                    on_state=None if port is None else _port_state_reporter(port, settings),
                 )
             await _build_pipelines(app)
             with using(integration):
@@ -313,20 +316,12 @@ async def _start_listeners(nursery: trio.Nursery, app: App, coordinator: ResyncC
     if listener.type == "ONCE":
         await nursery.start(run_once, coordinator, app.finish)
     elif listener.type == "POLLING" and app.port is not None:
-        port, identifier = app.port, str(app.settings.integration.identifier)
-
-        async def get_request() -> dict[str, Any] | None:
-            response = await port.request(
-                "GET", f"/v1/integration/{identifier}/resync-request", retryable=True, accept=(404,)
-            )
-            found = response.json().get("request") if response.status_code != 404 else None
-            return found if isinstance(found, dict) else None
-
+        identifier = str(app.settings.integration.identifier)
         await nursery.start(
             partial(
                 run_polling_port,
                 coordinator,
-                get_request,
+                partial(app.port.get_resync_request, identifier),
                 interval=listener.interval,
                 resync_on_start=listener.resync_on_start,
             )
@@ -344,6 +339,25 @@ async def _start_listeners(nursery: trio.Nursery, app: App, coordinator: ResyncC
     minutes = app.settings.scheduled_resync_interval
     if minutes:
         await nursery.start(run_scheduled, coordinator, minutes)
+
+
+def _port_state_reporter(
+    port: PortClient, settings: Settings
+) -> Callable[[ResyncState], Awaitable[None]]:
+    """Tells Port each resync's state (running, then how it ended), as Ocean does."""
+    identifier = str(settings.integration.identifier)
+    origin = time.time()  # Ocean counts the schedule's nextResync from the process start
+
+    async def report(state: ResyncState) -> None:
+        await report_resync_state(
+            port,
+            identifier,
+            state,
+            interval_minutes=settings.scheduled_resync_interval,
+            schedule_origin=origin,
+        )
+
+    return report
 
 
 @asynccontextmanager
@@ -411,7 +425,7 @@ async def _open_journal(settings: Settings, root: Path) -> AsyncIterator[Journal
 @asynccontextmanager
 async def _open_sink(
     settings: Settings, root: Path, blueprints: list[dict[str, Any]], startup: _Startup
-) -> AsyncIterator[tuple[CatalogSink, LocalCatalog | None, PortClient | None]]:
+) -> AsyncIterator[tuple[LocalCatalog | PortSink, LocalCatalog | None, PortClient | None]]:
     """The catalog sink of ``catalog.type``: the embedded SQLite catalog or Port's API."""
     if settings.catalog.type == "local":
         async with LocalCatalog.open(settings.catalog_path(root)) as catalog:

@@ -19,7 +19,7 @@ from ..resync._state import ResyncState, ResyncStatus
 from ._port_client import PortClient
 
 
-def next_resync(interval_minutes: int | None, origin: float, now: float) -> str | None:
+def next_resync(interval_minutes: float | None, origin: float, now: float) -> str | None:
     """When the next scheduled resync is due: the first ``origin + k * interval`` after ``now``
     (Ocean's ``get_next_occurrence``), or None without a schedule."""
     if not interval_minutes:
@@ -32,7 +32,7 @@ def next_resync(interval_minutes: int | None, origin: float, now: float) -> str 
 def resync_state_body(
     state: ResyncState,
     *,
-    interval_minutes: int | None,
+    interval_minutes: float | None,
     schedule_origin: float | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
@@ -55,7 +55,7 @@ async def report_resync_state(
     identifier: str,
     state: ResyncState,
     *,
-    interval_minutes: int | None,
+    interval_minutes: float | None,
     schedule_origin: float | None = None,
 ) -> str | None:
     """Tell Port where resync ``state`` stands; the ``resyncState.updatedAt`` Port answers

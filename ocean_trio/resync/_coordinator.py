@@ -104,7 +104,8 @@ class ResyncCoordinator:
         self._last_id = max(self._last_id + 1, int(time.time() * 1000))
         state = ResyncState(id=self._last_id, reason=reason)
         logger.info("resync %d started (%s)", state.id, reason)
-        await self._report(state)
+        with trio.move_on_after(REPORT_SECONDS):
+            await self._report(state)
         try:
             with trio.CancelScope() as scope:
                 self._running = (state, scope)
@@ -128,8 +129,6 @@ class ResyncCoordinator:
             self._running = None
             state.finished_at = time.time()
             self._last = state
-            self._finished.set()
-            self._finished = trio.Event()
             logger.info(
                 "resync %d %s in %.1fs%s",
                 state.id,
@@ -139,6 +138,9 @@ class ResyncCoordinator:
             )
             with trio.move_on_after(REPORT_SECONDS, shield=True):
                 await self._report(state)
+            # Waiters (ONCE's exit, tests) learn of the end once Port has been told.
+            self._finished.set()
+            self._finished = trio.Event()
 
     async def _report(self, state: ResyncState) -> None:
         if self._on_state is None:

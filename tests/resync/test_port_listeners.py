@@ -7,14 +7,23 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from ocean_trio import Integration
+from ocean_trio.resync._state import ResyncState, ResyncStatus
 from ocean_trio.testing import PortEmulator, TestServer, make_settings, serve_integration
 from ocean_trio.testing._port_emulator import serve_port_emulator
+
+from .test_resync_local import Source, source_integration
 
 
 @asynccontextmanager
 async def port_app(
-    root: Path, tmp_path: Path, emulator: PortEmulator, **settings: Any
+    root: Path,
+    tmp_path: Path,
+    emulator: PortEmulator,
+    integration: Integration | None = None,
+    **settings: Any,
 ) -> AsyncIterator[TestServer]:
     async with serve_port_emulator(emulator) as url:
         options: dict[str, Any] = {
@@ -29,7 +38,7 @@ async def port_app(
             **settings,
         }
         async with serve_integration(
-            Integration(root), make_settings(tmp_path, **options)
+            integration or Integration(root), make_settings(tmp_path, **options)
         ) as server:
             yield server
 
@@ -54,3 +63,63 @@ async def test_the_webhook_listener_tells_port_where_to_send_changes(
     }
     patches = [r for r in emulator.requests if r.method == "PATCH"]
     assert [r.path for r in patches] == ["/v1/integration/my-items"]
+
+
+async def first_resync(server: TestServer) -> ResyncState:
+    """The resync asked for on start, whether it has ended already or not."""
+    coordinator = server.app.resyncs
+    assert coordinator is not None
+    with trio.fail_after(10):
+        while coordinator.last is None:
+            await coordinator.wait_for_next()
+    return coordinator.last
+
+
+async def test_polling_port_resyncs_on_start_then_on_each_new_request_and_reports_states(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    emulator = PortEmulator()
+    for blueprint in ("item", "urgentItem"):
+        emulator.blueprints[blueprint] = {"identifier": blueprint, "schema": {}}
+    source = Source(["P0", "P1", "P2"])
+    listener = {"type": "POLLING", "interval": 0.05, "resyncOnStart": True}
+    integration = source_integration(integration_root, source)
+    async with port_app(
+        integration_root, tmp_path, emulator, integration, eventListener=listener
+    ) as server:
+        first = await first_resync(server)
+        assert first.status is ResyncStatus.COMPLETED
+        assert sorted(i for b, i in emulator.entities if b == "item") == ["P0", "P1", "P2"]
+
+        del source.items["P1"]  # gone at the source: the next resync deletes it from Port
+        assert server.app.resyncs is not None
+        emulator.request_resync("my-items")
+        with trio.fail_after(10):
+            second = await server.app.resyncs.wait_for_next()
+        assert "Port resync request" in second.reason
+        assert second.reconciliation is not None
+        assert (second.reconciliation.stale, second.reconciliation.deleted) == (1, 1)
+        assert sorted(i for b, i in emulator.entities if b == "item") == ["P0", "P2"]
+
+    states = [s for s in emulator.resync_states if s["integration"] == "my-items"]
+    assert [s["status"] for s in states] == ["running", "completed", "running", "completed"]
+    assert states[0]["lastResyncStart"] is not None and states[0]["lastResyncEnd"] is None
+    assert states[1]["lastResyncEnd"] is not None
+    assert all(s["intervalInMinuets"] is None and s["nextResync"] is None for s in states)
+
+
+async def test_a_resync_cut_short_by_shutdown_is_reported_aborted_to_port(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    emulator = PortEmulator()
+    emulator.blueprints["item"] = {"identifier": "item", "schema": {}}
+    source = Source(["Q0", "Q1", "Q2", "Q3"])
+    source.gate = trio.Event()  # never opened: the resync waits until shutdown
+    listener = {"type": "POLLING", "interval": 60, "resyncOnStart": True}
+    integration = source_integration(integration_root, source)
+    async with port_app(
+        integration_root, tmp_path, emulator, integration, eventListener=listener
+    ):
+        with trio.fail_after(10):
+            await source.reached_gate.wait()
+    assert [s["status"] for s in emulator.resync_states] == ["running", "aborted"]
