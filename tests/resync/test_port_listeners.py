@@ -103,7 +103,8 @@ async def test_polling_port_resyncs_on_start_then_on_each_new_request_and_report
 
     states = [s for s in emulator.resync_states if s["integration"] == "my-items"]
     assert [s["status"] for s in states] == ["running", "completed", "running", "completed"]
-    assert states[0]["lastResyncStart"] is not None and states[0]["lastResyncEnd"] is None
+    assert states[0]["lastResyncStart"] is not None
+    assert states[0]["lastResyncEnd"] is None
     assert states[1]["lastResyncEnd"] is not None
     assert all(s["intervalInMinuets"] is None and s["nextResync"] is None for s in states)
 
@@ -117,9 +118,7 @@ async def test_a_resync_cut_short_by_shutdown_is_reported_aborted_to_port(
     source.gate = trio.Event()  # never opened: the resync waits until shutdown
     listener = {"type": "POLLING", "interval": 60, "resyncOnStart": True}
     integration = source_integration(integration_root, source)
-    async with port_app(
-        integration_root, tmp_path, emulator, integration, eventListener=listener
-    ):
+    async with port_app(integration_root, tmp_path, emulator, integration, eventListener=listener):
         with trio.fail_after(10):
             await source.reached_gate.wait()
     assert [s["status"] for s in emulator.resync_states] == ["running", "aborted"]
