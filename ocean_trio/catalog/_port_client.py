@@ -68,6 +68,14 @@ class UpsertResult:
 
 
 @attrs.frozen
+class KafkaCredentials:
+    """The organization's Kafka login (``GET /v1/kafka-credentials``), for the KAFKA listener."""
+
+    username: str
+    password: str = attrs.field(repr=False)
+
+
+@attrs.frozen
 class Datasource:
     """How Port knows an integration's entities: their datasource (the user agent that wrote
     them, ``port-ocean/{type}/{version}/{identifier}/{agent}``) starts with ``prefix``
@@ -617,6 +625,21 @@ class PortClient:
             retryable=False,
         )
         return dict(response.json()["integration"])
+
+    # --- the organization -----------------------------------------------------------------
+
+    async def get_organization(self) -> dict[str, Any]:
+        """``GET /v1/organization``: the organization (``id``, ``featureFlags``, …)."""
+        response = await self.request("GET", "/v1/organization", retryable=True)
+        return dict(response.json()["organization"])
+
+    async def get_kafka_credentials(self) -> KafkaCredentials | None:
+        """``GET /v1/kafka-credentials``: the organization's Kafka login; None when Port has none."""
+        response = await self.request("GET", "/v1/kafka-credentials", retryable=True)
+        credentials = response.json().get("credentials")
+        if not isinstance(credentials, dict):
+            return None
+        return KafkaCredentials(str(credentials["username"]), str(credentials["password"]))
 
 
 @contextmanager

@@ -2,7 +2,9 @@
 
 ``serve_integration`` runs an integration's whole component tree with a real hypercorn on
 127.0.0.1 (port 0) and gives an httpx client for it, plus a way to wait for event outcomes
-without sleeping. ``PortEmulator`` stands in for Port's API (``serve_port_emulator``).
+without sleeping. ``PortEmulator`` stands in for Port's API (``serve_port_emulator``);
+``open_port_kafka`` publishes Port's Kafka messages (resync requests, integration changes) to a
+broker, for the KAFKA event listener.
 """
 
 from __future__ import annotations
@@ -27,14 +29,24 @@ from ..catalog._local import LocalCatalog
 from ..live_events._journal import JournalEntry
 from ..live_events._outcome import EventOutcome
 from ..resync._state import ResyncState, ResyncStatus
+from ._kafka import (
+    PortKafka,
+    integration_change_message,
+    open_port_kafka,
+    resync_request_message,
+)
 from ._port_emulator import Faults, PortEmulator, RecordedRequest, serve_port_emulator
 
 __all__ = [
     "Faults",
     "PortEmulator",
+    "PortKafka",
     "RecordedRequest",
     "TestServer",
+    "integration_change_message",
     "make_settings",
+    "open_port_kafka",
+    "resync_request_message",
     "serve_integration",
     "serve_port_emulator",
     "sign_hmac_sha256",

@@ -10,8 +10,9 @@ recorded, never faulted) let a test drive an emulator running in another process
 Modules: ``_wire`` (Port's error answer, JSON helpers), ``_faults``, ``_recording`` (the ASGI
 layer that records and injects), ``_auth`` (tokens), ``_store`` (entity semantics),
 ``_query`` (search), ``_owned`` (the owned-entities search and its paging), ``_routes``,
-``_resync_routes`` (resync requests and state) and ``_control`` (HTTP), ``_emulator`` (the
-state and its app), ``_serve`` (hypercorn).
+``_resync_routes`` (resync requests and state), ``_organization`` (the organization and its
+Kafka credentials) and ``_control`` (HTTP), ``_emulator`` (the state and its app), ``_serve``
+(hypercorn).
 """
 
 from ._emulator import PortEmulator

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from ._auth import AccessTokens
 from ._control import ControlRoutes
 from ._faults import Faults
+from ._organization import OrganizationRoutes, default_kafka_credentials, default_organization
 from ._owned import OwnedScans
 from ._recording import RecordedRequest, record_and_inject
 from ._resync_routes import ResyncRoutes, new_resync_request
@@ -43,6 +44,8 @@ class PortEmulator:
         self.blueprints: dict[str, Obj] = {}
         self.entities: dict[Key, Obj] = {}
         self.integrations: dict[str, Obj] = {}
+        self.organization: Obj = default_organization()  # GET /v1/organization
+        self.kafka_credentials: Obj | None = default_kafka_credentials()
         self.resync_requests: dict[str, Obj] = {}  # integration → its latest resync request
         self.resync_states: list[Obj] = []  # every resync state PATCHed, in order
         self.owned_scans = OwnedScans()
@@ -70,6 +73,8 @@ class PortEmulator:
         self.blueprints.clear()
         self.entities.clear()
         self.integrations.clear()
+        self.organization = default_organization()
+        self.kafka_credentials = default_kafka_credentials()
         self.resync_requests.clear()
         self.resync_states.clear()
         self.owned_scans.clear()
@@ -87,6 +92,7 @@ def _build_app(emulator: PortEmulator, tokens: AccessTokens) -> QuartTrio:
     app.json = _UnsortedJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = None  # the bulk route answers 413 itself, Port-style
     PortRoutes(emulator, tokens).register(app)
+    OrganizationRoutes(emulator).register(app)
     ResyncRoutes(emulator).register(app)
     ControlRoutes(emulator).register(app)
     app.register_error_handler(ApiError, _api_error_reply)
