@@ -43,6 +43,7 @@ from .resync._coordinator import ResyncCoordinator
 from .resync._listeners import run_once, run_polling_local, run_polling_port, run_scheduled
 from .resync._requests import MemoryRequestStore, RequestStore, SqliteRequestStore
 from .resync._state import ResyncState
+from .resync._webhook import resync_authority
 
 logger = logging.getLogger("ocean_trio")
 
@@ -109,10 +110,10 @@ async def open_app(
     mapping = load_mapping(integration, settings, base)
     blueprints = load_blueprints(settings, base)
     verifiers, delivery_id_headers = _webhook_checks(integration, settings)
-    if settings.event_listener.type == "WEBHOOK" and not settings.event_listener.token:
+    if settings.event_listener.type == "WEBHOOK" and not resync_authority(settings).checks:
         raise ConfigError(
-            "eventListener.type WEBHOOK needs eventListener.token (OCEAN__EVENT_LISTENER__TOKEN):"
-            " POST /resync is refused to anyone without it"
+            "eventListener.type WEBHOOK needs eventListener.token (OCEAN__EVENT_LISTENER__TOKEN)"
+            " or the Port sink (Port's signature): POST /resync would be open to anyone"
         )
     parser = BodyParser(max_depth=settings.live_events.max_json_depth)
     listener = HttpListener.bind(settings.http.host, settings.http.port) if serve_http else None

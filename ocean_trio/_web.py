@@ -6,8 +6,8 @@ answered in JSON, ``{"error": "..."}``, like the ingress's.
 
 from __future__ import annotations
 
-import hmac
 import logging
+import time
 from typing import Any
 
 import quart
@@ -15,9 +15,11 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from ._app import App
+from ._exceptions import SignatureError
 from .catalog._local import LocalCatalog
 from .catalog._web import catalog_blueprint
 from .live_events._admin import admin_blueprint
+from .resync._webhook import RESYNC_BODY_BYTES, resync_authority
 
 logger = logging.getLogger("ocean_trio")
 
@@ -74,15 +76,27 @@ def build_quart_app(app: App, router_blueprint: quart.Blueprint) -> QuartTrio:
         return {"resync": app.resync_json()}
 
     if app.settings.event_listener.type == "WEBHOOK":
-        expected = f"Bearer {app.settings.event_listener.token}".encode()
+        authority = resync_authority(app.settings)
 
         @web.post("/resync")
         async def trigger_resync() -> Any:
             # Ocean's route is open to anyone and holds the request for the whole resync;
-            # this one needs the token and answers at once.
-            given = quart.request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                return json_error(401, "missing or wrong token (Authorization: Bearer <token>)")
+            # this one needs the token or Port's signature, and answers at once.
+            request = quart.request
+            if (request.content_length or 0) > RESYNC_BODY_BYTES:
+                return json_error(
+                    413, f"a resync request's body is at most {RESYNC_BODY_BYTES} bytes"
+                )
+            body = await request.get_data(cache=False, as_text=False, parse_form_data=False)
+            if len(body) > RESYNC_BODY_BYTES:
+                return json_error(
+                    413, f"a resync request's body is at most {RESYNC_BODY_BYTES} bytes"
+                )
+            headers = {name.lower(): value for name, value in request.headers.items()}
+            try:
+                authority.verify(body, headers, time.time())
+            except SignatureError as error:
+                return json_error(401, str(error))
             assert app.resyncs is not None
             app.resyncs.request("POST /resync")
             return {"status": "accepted", "status_url": "/resync"}, 202

@@ -24,6 +24,8 @@ _WEBHOOK_ID = "webhook-id"
 _WEBHOOK_TIMESTAMP = "webhook-timestamp"
 _WEBHOOK_SIGNATURE = "webhook-signature"
 _WHSEC = "whsec_"
+_PORT_TIMESTAMP = "x-port-timestamp"
+_PORT_SIGNATURE = "x-port-signature"
 _ENCODINGS = ("hex", "base64")
 _SHA256_SIZE = hashlib.sha256().digest_size
 # 15 digits is Unix time for the next ~30 million years; the cap keeps int() (refuses > 4300
@@ -197,22 +199,37 @@ def _standard_key(secret: str) -> bytes:
     return key
 
 
-def _v1_signatures(value: str) -> list[bytes]:
-    """The decoded ``v1`` digests in a ``webhook-signature`` header; other versions are skipped."""
+def _v1_signatures(value: str, header: str = _WEBHOOK_SIGNATURE) -> list[bytes]:
+    """The decoded ``v1`` digests in a signature header (``webhook-signature``); other versions
+    are skipped."""
     signatures = []
     for entry in value.split():
         version, comma, encoded = entry.partition(",")
         digest = _decode_digest(encoded, "base64", _SHA256_SIZE) if version == "v1" else b""
         if not version or not comma or digest is None:
             raise SignatureError(
-                f"malformed {_WEBHOOK_SIGNATURE} header "
-                "(expected space-separated 'v1,<base64>' entries)"
+                f"malformed {header} header (expected space-separated 'v1,<base64>' entries)"
             )
         if version == "v1":
             signatures.append(digest)
     if not signatures:
-        raise SignatureError(f"{_WEBHOOK_SIGNATURE} has no v1 signature")
+        raise SignatureError(f"{header} has no v1 signature")
     return signatures
+
+
+def _check_timestamp(timestamp: str, now: float, tolerance: float, header: str) -> None:
+    """Raise ``SignatureError`` unless ``timestamp`` (Unix seconds) is within ``tolerance``."""
+    digits = timestamp.isascii() and timestamp.isdigit()
+    if not digits or len(timestamp) > _MAX_TIMESTAMP_DIGITS:
+        raise SignatureError(f"malformed {header} header (expected integer Unix seconds)")
+    age = now - int(timestamp)
+    if -tolerance <= age <= tolerance:
+        return
+    if age > tolerance:
+        raise SignatureError(f"{header} is {_whole_seconds(age)} s old (tolerance {tolerance:g} s)")
+    raise SignatureError(
+        f"{header} is {_whole_seconds(-age)} s in the future (tolerance {tolerance:g} s)"
+    )
 
 
 @attrs.frozen
@@ -237,7 +254,7 @@ class StandardWebhooksSignature:
         message_id = _header(headers, _WEBHOOK_ID)
         timestamp = _header(headers, _WEBHOOK_TIMESTAMP)
         received = _v1_signatures(_header(headers, _WEBHOOK_SIGNATURE))
-        self._check_timestamp(timestamp, now)
+        _check_timestamp(timestamp, now, self.tolerance_seconds, _WEBHOOK_TIMESTAMP)
         signed_prefix = b"%s.%s." % (_header_bytes(message_id), timestamp.encode())
         expected = []
         for key in self._keys:
@@ -248,23 +265,26 @@ class StandardWebhooksSignature:
         if not any(hmac.compare_digest(r, e) for r in received for e in expected):
             raise SignatureError(f"{_WEBHOOK_SIGNATURE} does not match the request")
 
-    def _check_timestamp(self, timestamp: str, now: float) -> None:
-        digits = timestamp.isascii() and timestamp.isdigit()
-        if not digits or len(timestamp) > _MAX_TIMESTAMP_DIGITS:
-            raise SignatureError(
-                f"malformed {_WEBHOOK_TIMESTAMP} header (expected integer Unix seconds)"
-            )
-        age = now - int(timestamp)
-        tolerance = self.tolerance_seconds
-        if -tolerance <= age <= tolerance:
-            return
-        if age > tolerance:
-            raise SignatureError(
-                f"{_WEBHOOK_TIMESTAMP} is {_whole_seconds(age)} s old (tolerance {tolerance:g} s)"
-            )
-        raise SignatureError(
-            f"{_WEBHOOK_TIMESTAMP} is {_whole_seconds(-age)} s in the future (tolerance {tolerance:g} s)"
-        )
+
+@attrs.frozen
+class PortSignature:
+    """How Port signs the webhooks it sends: ``x-port-signature: v1,<base64 HMAC-SHA256 of
+    "{x-port-timestamp}.{body}">``, keyed by the organization's client secret."""
+
+    secret: str = attrs.field(repr=False, validator=_non_empty)
+    tolerance_seconds: float = attrs.field(default=300.0, validator=_tolerance)
+
+    def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        """Raise ``SignatureError`` unless the timestamp is within tolerance and the signature
+        matches."""
+        timestamp = _header(headers, _PORT_TIMESTAMP)
+        received = _v1_signatures(_header(headers, _PORT_SIGNATURE), _PORT_SIGNATURE)
+        _check_timestamp(timestamp, now, self.tolerance_seconds, _PORT_TIMESTAMP)
+        mac = hmac.new(self.secret.encode(), timestamp.encode() + b".", "sha256")
+        mac.update(body)
+        expected = mac.digest()
+        if not any(hmac.compare_digest(r, expected) for r in received):
+            raise SignatureError(f"{_PORT_SIGNATURE} does not match the request")
 
 
 _CONFIG_KEYS: dict[str, frozenset[str]] = {
@@ -272,6 +292,7 @@ _CONFIG_KEYS: dict[str, frozenset[str]] = {
     "gitlab": frozenset({"type", "token"}),
     "hmac": frozenset({"type", "secret", "header", "algorithm", "prefix", "encoding"}),
     "standard-webhooks": frozenset({"type", "secret", "secrets", "toleranceSeconds"}),
+    "port": frozenset({"type", "secret", "toleranceSeconds"}),
 }
 
 
@@ -306,12 +327,10 @@ def _config_secrets(config: Mapping[str, Any]) -> tuple[str, ...]:
     return (_config_str(config, "standard-webhooks", "secret"),)
 
 
-def _config_tolerance(config: Mapping[str, Any]) -> float:
+def _config_tolerance(config: Mapping[str, Any], kind: str) -> float:
     value = config.get("toleranceSeconds", 300.0)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(
-            "signature config (standard-webhooks): 'toleranceSeconds' must be a number"
-        )
+        raise ConfigError(f"signature config ({kind}): 'toleranceSeconds' must be a number")
     return value
 
 
@@ -341,8 +360,13 @@ def verifier_from_config(config: Mapping[str, Any]) -> SignatureVerifier:
                 prefix=_config_str(config, kind, "prefix", ""),
                 encoding=_config_str(config, kind, "encoding", "hex"),
             )
+        if kind == "port":
+            return PortSignature(
+                _config_str(config, kind, "secret"),
+                tolerance_seconds=_config_tolerance(config, kind),
+            )
         return StandardWebhooksSignature(
-            _config_secrets(config), tolerance_seconds=_config_tolerance(config)
+            _config_secrets(config), tolerance_seconds=_config_tolerance(config, kind)
         )
     except ValueError as error:
         raise ConfigError(f"signature config ({kind}): {error}") from error

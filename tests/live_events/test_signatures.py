@@ -18,6 +18,7 @@ from ocean_trio.live_events._signatures import (
     GitHubSignature,
     GitLabToken,
     HmacSignature,
+    PortSignature,
     SignatureVerifier,
     StandardWebhooksSignature,
     verifier_from_config,
@@ -55,6 +56,16 @@ def standard_headers(
         "webhook-timestamp": str(timestamp),
         "webhook-signature": signature,
     }
+
+
+def port_headers(
+    body: bytes, secret: str = SECRET, timestamp: int | str = int(NOW)
+) -> dict[str, str]:
+    """What Port sends: base64 HMAC-SHA256 of ``"{timestamp}.{body}"`` keyed by the client
+    secret, versioned ``v1,`` (Port's "Validating webhook signatures" guide)."""
+    content = f"{timestamp}.".encode() + body
+    digest = base64.b64encode(hmac.digest(secret.encode(), content, "sha256")).decode()
+    return {"x-port-timestamp": str(timestamp), "x-port-signature": f"v1,{digest}"}
 
 
 def rejection(
@@ -396,6 +407,8 @@ def signed_request(verifier: SignatureVerifier, body: bytes) -> dict[str, str]:
         return {"x-signature": "sha256=" + sha256_value(body, "base64")}
     if isinstance(verifier, StandardWebhooksSignature):
         return standard_headers(standard_signature(STANDARD_KEY, body))
+    if isinstance(verifier, PortSignature):
+        return port_headers(body)
     raise AssertionError(verifier)
 
 
@@ -403,6 +416,7 @@ SIGNING_VERIFIERS: list[SignatureVerifier] = [
     GitHubSignature(SECRET),
     HmacSignature(SECRET, "X-Signature", prefix="sha256=", encoding="base64"),
     StandardWebhooksSignature(STANDARD_SECRET),
+    PortSignature(SECRET),
 ]
 
 
@@ -425,6 +439,36 @@ def test_signed_body_passes_and_any_other_body_fails(body: bytes, other: bytes) 
         if other != body:
             with pytest.raises(SignatureError):
                 verifier.verify(other, headers, NOW)
+
+
+# -- Port ---------------------------------------------------------------------------------------
+
+
+def test_port_good_signature_passes() -> None:
+    PortSignature(SECRET).verify(BODY, port_headers(BODY), NOW)
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({}, "missing x-port-timestamp header"),
+        ({"x-port-timestamp": str(int(NOW))}, "missing x-port-signature header"),
+        (port_headers(BODY, secret="another"), "x-port-signature does not match the request"),
+        (port_headers(BODY, timestamp=int(NOW) - 301), "x-port-timestamp is 301 s old"),
+        (port_headers(BODY, timestamp="soon"), "malformed x-port-timestamp header"),
+        (
+            {**port_headers(BODY), "x-port-signature": "sha256=abc"},
+            "malformed x-port-signature header",
+        ),
+        (
+            {**port_headers(BODY), "x-port-timestamp": str(int(NOW) + 1)},
+            "x-port-signature does not match the request",
+        ),
+    ],
+    ids=["nothing", "no-signature", "other-secret", "stale", "not-a-time", "malformed", "re-timed"],
+)
+def test_port_bad_requests_fail(headers: dict[str, str], message: str) -> None:
+    assert message in rejection(PortSignature(SECRET), BODY, headers)
 
 
 # -- verifier_from_config -------------------------------------------------------------------------
@@ -462,8 +506,20 @@ def test_signed_body_passes_and_any_other_body_fails(body: bytes, other: bytes) 
             },
             HmacSignature(SECRET, "X-Hub-Signature", "sha1", "sha1=", "base64"),
         ),
+        (
+            {"type": "port", "secret": SECRET, "toleranceSeconds": 60},
+            PortSignature(SECRET, tolerance_seconds=60),
+        ),
     ],
-    ids=["github", "gitlab", "standard", "standard-rotation", "hmac-defaults", "hmac-full"],
+    ids=[
+        "github",
+        "gitlab",
+        "standard",
+        "standard-rotation",
+        "hmac-defaults",
+        "hmac-full",
+        "port",
+    ],
 )
 def test_verifier_from_config_builds_each_type(
     config: dict[str, Any], expected: SignatureVerifier
@@ -549,6 +605,7 @@ ALL_VERIFIERS: list[SignatureVerifier] = [
     GitLabToken(TOKEN),
     HmacSignature(SECRET, "X-Signature", "sha512", "sha512=", "base64"),
     StandardWebhooksSignature((STANDARD_SECRET, ROTATED_SECRET)),
+    PortSignature(SECRET),
 ]
 SECRETS = (SECRET, TOKEN, STANDARD_SECRET, ROTATED_SECRET, STANDARD_SECRET[6:], ROTATED_SECRET[6:])
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 
 from ocean_trio import Integration
 from ocean_trio.resync._state import ResyncState, ResyncStatus
+from ocean_trio.resync._webhook import RESYNC_BODY_BYTES
 from ocean_trio.testing import PortEmulator, TestServer, make_settings, serve_integration
 from ocean_trio.testing._port_emulator import serve_port_emulator
 
@@ -122,3 +127,65 @@ async def test_a_resync_cut_short_by_shutdown_is_reported_aborted_to_port(
         with trio.fail_after(10):
             await source.reached_gate.wait()
     assert [s["status"] for s in emulator.resync_states] == ["running", "aborted"]
+
+
+def port_signed(body: bytes, secret: str) -> dict[str, str]:
+    """Headers Port sends with a webhook: its signature keyed by the client secret."""
+    stamp = str(int(time.time()))
+    digest = hmac.digest(secret.encode(), f"{stamp}.".encode() + body, "sha256")
+    return {
+        "x-port-timestamp": stamp,
+        "x-port-signature": "v1," + base64.b64encode(digest).decode(),
+    }
+
+
+async def status_of_announced_body(server: TestServer, length: int) -> bytes:
+    """The status of a ``POST /resync`` announcing a body of ``length`` bytes, none sent: a
+    refusal must come from the announcement, without reading (or waiting for) the body."""
+    url = httpx.URL(server.base_url)
+    assert url.host == "127.0.0.1"
+    stream = await trio.open_tcp_stream(url.host, url.port or 80)
+    async with stream:
+        await stream.send_all(
+            b"POST /resync HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+            + f"content-length: {length}\r\n\r\n".encode()
+        )
+        with trio.fail_after(10):
+            head = await stream.receive_some(4096)
+    return head.split(b" ", 2)[1]
+
+
+async def test_the_webhook_listener_takes_port_signed_calls_without_a_token(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    emulator = PortEmulator()
+    emulator.blueprints["item"] = {"identifier": "item", "schema": {}}
+    source = Source(["W0", "W1"])
+    listener = {"type": "WEBHOOK", "appHost": "https://example.test"}
+    integration = source_integration(integration_root, source)
+    async with port_app(
+        integration_root, tmp_path, emulator, integration, eventListener=listener
+    ) as server:
+        body = b'{"action": "UPDATE", "resourceType": "integration"}'
+        unsigned = await server.client.post("/resync", content=body)
+        assert unsigned.status_code == 401
+        assert unsigned.json()["error"] == "missing x-port-timestamp header"
+        forged = await server.client.post(
+            "/resync", content=body, headers=port_signed(body, "not-the-secret")
+        )
+        assert (forged.status_code, forged.json()["error"]) == (
+            401,
+            "x-port-signature does not match the request",
+        )
+        assert await status_of_announced_body(server, RESYNC_BODY_BYTES + 1) == b"413"
+        assert server.app.resyncs is not None
+        assert server.app.resyncs.last is None
+
+        signed = await server.client.post(
+            "/resync", content=body, headers=port_signed(body, emulator.client_secret)
+        )
+        assert signed.status_code == 202
+        with trio.fail_after(10):
+            state = await server.app.resyncs.wait_for_next()
+        assert (state.reason, state.status) == ("POST /resync", ResyncStatus.COMPLETED)
+        assert sorted(i for b, i in emulator.entities if b == "item") == ["W0", "W1"]
