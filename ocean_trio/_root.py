@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 from ._app import WEBHOOK_PREFIX, App
@@ -24,7 +25,7 @@ from ._exceptions import ConfigError, PortApiError, StartupError, single_leaf
 from ._integration import Integration, OnStart, using
 from ._resources import load_blueprints, load_mapping, mapping_file, port_mapping
 from ._serve import HttpListener
-from ._settings import Settings
+from ._settings import EventListenerSettings, Settings
 from ._version import __version__
 from .catalog._applier import Applier
 from .catalog._local import LocalCatalog
@@ -40,6 +41,7 @@ from .live_events._signatures import SignatureVerifier, verifier_from_config
 from .live_events._sqlite_journal import SqliteJournal
 from .mapping._pool import open_mapping_pool
 from .resync._coordinator import ResyncCoordinator
+from .resync._kafka import KafkaListener, KafkaListenerSettings
 from .resync._listeners import run_once, run_polling_local, run_polling_port, run_scheduled
 from .resync._requests import MemoryRequestStore, RequestStore, SqliteRequestStore
 from .resync._state import ResyncState
@@ -110,6 +112,11 @@ async def open_app(
     mapping = load_mapping(integration, settings, base)
     blueprints = load_blueprints(settings, base)
     verifiers, delivery_id_headers = _webhook_checks(integration, settings)
+    if settings.event_listener.type == "KAFKA" and settings.catalog.type != "port":
+        raise ConfigError(
+            "eventListener.type KAFKA needs the Port sink (catalog.type: port): the topic and"
+            " the Kafka login come from Port's API"
+        )
     if settings.event_listener.type == "WEBHOOK" and not resync_authority(settings).checks:
         raise ConfigError(
             "eventListener.type WEBHOOK needs eventListener.token (OCEAN__EVENT_LISTENER__TOKEN)"
@@ -191,7 +198,7 @@ async def _running(
                 await _start_hook(nursery, hook, startup)
             if app.resyncs is not None:
                 await nursery.start(app.resyncs.run)
-                await _start_listeners(nursery, app, app.resyncs)
+                await _start_listeners(nursery, app, app.resyncs, startup)
             try:
                 yield
             except BaseException:
@@ -311,11 +318,24 @@ class _Status:
         self.started = report
 
 
-async def _start_listeners(nursery: trio.Nursery, app: App, coordinator: ResyncCoordinator) -> None:
+async def _start_listeners(
+    nursery: trio.Nursery, app: App, coordinator: ResyncCoordinator, startup: _Startup
+) -> None:
     """The event listener of ``eventListener.type``, and the scheduled resync if set."""
     listener = app.settings.event_listener
     if listener.type == "ONCE":
         await nursery.start(run_once, coordinator, app.finish)
+    elif listener.type == "KAFKA":
+        assert app.port is not None  # open_app refuses KAFKA without the Port sink
+        kafka = KafkaListener(
+            _kafka_settings(listener),
+            integration_identifier=str(app.settings.integration.identifier),
+            integration_type=str(app.settings.integration.type),
+            port=app.port,
+            requests=coordinator,
+        )
+        with startup.step("joining Port's Kafka consumer group", app.port):
+            await nursery.start(kafka.run)
     elif listener.type == "POLLING" and app.port is not None:
         identifier = str(app.settings.integration.identifier)
         await nursery.start(
@@ -340,6 +360,18 @@ async def _start_listeners(nursery: trio.Nursery, app: App, coordinator: ResyncC
     minutes = app.settings.scheduled_resync_interval
     if minutes:
         await nursery.start(run_scheduled, coordinator, minutes)
+
+
+def _kafka_settings(listener: EventListenerSettings) -> KafkaListenerSettings:
+    """The KAFKA listener's settings out of ``eventListener``'s (Ocean's defaults where unset)."""
+    kafka = KafkaListenerSettings(
+        security_protocol=listener.security_protocol,
+        authentication_mechanism=listener.authentication_mechanism,
+        kafka_security_enabled=listener.kafka_security_enabled,
+        consumer_poll_timeout=listener.consumer_poll_timeout,
+        session_timeout_ms=listener.session_timeout_ms,
+    )
+    return attrs.evolve(kafka, brokers=listener.brokers) if listener.brokers else kafka
 
 
 def _port_state_reporter(

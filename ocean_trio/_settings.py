@@ -109,8 +109,9 @@ class EventListenerSettings:
     """What triggers resyncs (Ocean's ``eventListener``); fields apply to their ``type``.
 
     POLLING: ``interval`` seconds, ``resyncOnStart``. WEBHOOK: ``appHost`` (told to Port) and
-    ``token`` (``POST /resync`` needs ``Authorization: Bearer <token>``). KAFKA: see
-    docs/event-listeners.md. ONCE: resync, then exit. WEBHOOKS_ONLY: no resync.
+    ``token`` (``POST /resync`` needs ``Authorization: Bearer <token>``, or Port's signature).
+    KAFKA: ``brokers`` and the rest, Ocean's names (docs/event-listeners.md). ONCE: resync,
+    then exit. WEBHOOKS_ONLY: no resync.
     """
 
     type: ListenerType = "POLLING"
@@ -118,6 +119,12 @@ class EventListenerSettings:
     resync_on_start: bool = True
     app_host: str | None = None
     token: str | None = attrs.field(default=None, repr=False)
+    brokers: str | None = None  # None: Port's public cluster
+    security_protocol: str = "SASL_SSL"
+    authentication_mechanism: str = "SCRAM-SHA-512"
+    kafka_security_enabled: bool = True
+    consumer_poll_timeout: int = 1
+    session_timeout_ms: int | None = None
 
 
 @attrs.frozen(kw_only=True)

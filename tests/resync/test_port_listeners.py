@@ -5,18 +5,26 @@ from __future__ import annotations
 import base64
 import hmac
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
-from ocean_trio import Integration
+from ocean_trio import ConfigError, Integration
 from ocean_trio.resync._state import ResyncState, ResyncStatus
 from ocean_trio.resync._webhook import RESYNC_BODY_BYTES
-from ocean_trio.testing import PortEmulator, TestServer, make_settings, serve_integration
+from ocean_trio.testing import (
+    PortEmulator,
+    TestServer,
+    make_settings,
+    open_port_kafka,
+    serve_integration,
+)
 from ocean_trio.testing._port_emulator import serve_port_emulator
 
 from .test_resync_local import Source, source_integration
@@ -189,3 +197,43 @@ async def test_the_webhook_listener_takes_port_signed_calls_without_a_token(
             state = await server.app.resyncs.wait_for_next()
         assert (state.reason, state.status) == ("POST /resync", ResyncStatus.COMPLETED)
         assert sorted(i for b, i in emulator.entities if b == "item") == ["W0", "W1"]
+
+
+@pytest.mark.slow
+async def test_the_kafka_listener_resyncs_the_app_for_each_request_port_publishes(
+    integration_root: Path, tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    emulator = PortEmulator()
+    emulator.organization["id"] = f"org_{uuid.uuid4().hex[:12]}"
+    emulator.blueprints["item"] = {"identifier": "item", "schema": {}}
+    source = Source(["K0", "K1"])
+    listener = {
+        "type": "KAFKA",
+        "brokers": kafka_bootstrap,
+        "securityProtocol": "PLAINTEXT",  # tansu speaks no SASL; the login is still fetched
+        "sessionTimeoutMs": 2000,
+    }
+    integration = source_integration(integration_root, source)
+    async with open_port_kafka(kafka_bootstrap, str(emulator.organization["id"])) as kafka:
+        await kafka.create_topics()
+        async with port_app(
+            integration_root, tmp_path, emulator, integration, eventListener=listener
+        ) as server:
+            assert emulator.integrations["my-items"]["changelogDestination"] == {"type": "KAFKA"}
+            assert server.app.resyncs is not None
+            assert server.app.resyncs.last is None  # KAFKA does not resync on start (Ocean)
+            await kafka.request_resync("my-items", on="change log")
+            with trio.fail_after(20):
+                state = await server.app.resyncs.wait_for_next()
+            assert state.reason.startswith("KAFKA: resync requested")
+            assert state.status is ResyncStatus.COMPLETED
+            assert sorted(i for b, i in emulator.entities if b == "item") == ["K0", "K1"]
+
+
+async def test_the_kafka_listener_needs_the_port_sink(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, eventListener={"type": "KAFKA"})
+    with pytest.raises(ConfigError, match=r"KAFKA needs the Port sink \(catalog\.type: port\)"):
+        async with serve_integration(Integration(integration_root), settings):
+            raise AssertionError("started KAFKA without Port")
