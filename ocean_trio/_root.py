@@ -207,8 +207,9 @@ async def _running(
             with trio.move_on_after(app.settings.max_wait_seconds_before_shutdown):
                 await app.drain()
             http_stop.set()
-            with trio.move_on_after(HTTP_STOP_SECONDS):
-                await http_done.wait()
+            if listener is not None:
+                with trio.move_on_after(HTTP_STOP_SECONDS):
+                    await http_done.wait()
             nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # The body's own exception (or one component's crash) comes out alone, as the

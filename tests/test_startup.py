@@ -17,9 +17,10 @@ import httpx
 import pytest
 import trio
 
-from ocean_trio import PortUnreachableError
+from ocean_trio import Integration, PortUnreachableError, open_app
 from ocean_trio._retry import RetryPolicy
 from ocean_trio.catalog._port_client import PortClient
+from ocean_trio.testing import make_settings
 
 from .test_servers import _env, _free_port, read_all
 
@@ -238,3 +239,16 @@ async def test_an_unreachable_port_names_the_url_and_the_tries(
     assert "failed 3 times (ConnectError" in message
     # a refused connection is an ordinary failure, not a poisoned pool
     assert "replacing Port's connection pool" not in caplog.text
+
+
+async def test_an_app_without_http_stops_without_waiting_for_a_server(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    # The hypercorn entry opens the app without serving HTTP itself: its stop must not wait
+    # out the HTTP server's grace period (5 s) for a server that does not exist.
+    settings = make_settings(tmp_path, eventListener={"type": "WEBHOOKS_ONLY"})
+    async with open_app(Integration(integration_root), settings):
+        pass
+    with trio.fail_after(2):
+        async with open_app(Integration(integration_root), settings):
+            pass
