@@ -21,9 +21,11 @@ class Runs:
         self.seconds = seconds
         self.started: list[str] = []
         self.reported: list[tuple[str, ResyncStatus]] = []
+        self.running = trio.Event()
 
     async def run_one(self, state: ResyncState) -> None:
         self.started.append(state.reason)
+        self.running.set()
         await trio.sleep(self.seconds)
         state.status = ResyncStatus.COMPLETED
 
@@ -129,7 +131,10 @@ async def test_a_durable_request_survives_a_shutdown_mid_resync(
         async with trio.open_nursery() as nursery:
             await nursery.start(coord.run)
             await coord.request_durably("kafka message 1")
-            await trio.sleep(5)  # running, not done
+            # the store works on a thread, so virtual time jumps while it does: wait for the
+            # run itself rather than for a duration
+            await runs.running.wait()
+            await trio.sleep(1)  # running, not done
             nursery.cancel_scope.cancel()  # the process stops
         assert coord.last is not None
         assert coord.last.status is ResyncStatus.ABORTED
