@@ -33,9 +33,10 @@ from .catalog._port_client import PortClient
 from .catalog._port_sink import PortSink
 from .catalog._port_state import report_resync_state
 from .live_events._handling import EventHandler
-from .live_events._journal import Journal
+from .live_events._journal import Journal, JournalEntry
 from .live_events._json import BodyParser
 from .live_events._memory_journal import MemoryJournal
+from .live_events._outcome import EventOutcome
 from .live_events._pipeline import LiveEventsPipeline, Window
 from .live_events._signatures import SignatureVerifier, verifier_from_config
 from .live_events._sqlite_journal import SqliteJournal
@@ -94,12 +95,14 @@ async def open_app(
     *,
     root: Path | None = None,
     serve_http: bool = False,
+    observer: trio.MemorySendChannel[tuple[JournalEntry, EventOutcome]] | None = None,
 ) -> AsyncIterator[App]:
     """Build and start the component tree; yield the running ``App``; drain and stop on exit.
 
     With ``serve_http`` the HTTP server is part of the tree: ``settings.http`` is bound
     before anything else starts (a busy port fails at once) and served once the components
-    run; ``app.urls`` holds its address. ``on_start`` hooks start last.
+    run; ``app.urls`` holds its address. ``on_start`` hooks start last. ``observer`` gets
+    every finished event, from before the first one (replays at start-up included).
 
     Leaving the block normally stops intake (webhooks answer 503), lets accepted events
     finish for up to ``max_wait_seconds_before_shutdown``, stops HTTP, then cancels the
@@ -164,6 +167,9 @@ async def open_app(
                     on_state=None if port is None else _port_state_reporter(port, settings),
                 )
             await _build_pipelines(app)
+            if observer is not None:
+                for pipeline in app.pipelines.values():
+                    pipeline.observe(observer)
             with using(integration):
                 integration.attach(app, settings)
                 try:

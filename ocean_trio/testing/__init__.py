@@ -132,8 +132,8 @@ async def serve_integration(
     The same tree as ``ocean-trio sail`` (``open_app(serve_http=True)``).
     """
     send, receive = trio.open_memory_channel[tuple[JournalEntry, EventOutcome]](_OUTCOME_BUFFER)
-    async with open_app(integration, settings, root=root, serve_http=True) as app:
-        for pipeline in app.pipelines.values():
-            pipeline.observe(send)
-        async with httpx.AsyncClient(base_url=app.base_url, timeout=30) as client:
-            yield TestServer(app, app.base_url, client, receive)
+    async with (
+        open_app(integration, settings, root=root, serve_http=True, observer=send) as app,
+        httpx.AsyncClient(base_url=app.base_url, timeout=30) as client,
+    ):
+        yield TestServer(app, app.base_url, client, receive)
