@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.live_events --soak 200000
 	$(BIN)/python -m benchmarks.live_events --sink port --workers 32
 	$(BIN)/python -m benchmarks.big_bodies
+	$(BIN)/python -m benchmarks.resync
 
 lint: $(STAMP)
 	$(BIN)/ruff check ocean_trio tests integrations benchmarks

@@ -39,17 +39,8 @@ import httpx
 import trio
 
 from ._big_sender import percentile
-from .live_events import (
-    BENCH_APP,
-    RESULTS,
-    ROOT,
-    _free_port,
-    _hypercorn,
-    _ocean_env,
-    _peak_rss_mb,
-    _server,
-    _wait_http,
-)
+from ._common import ROOT, free_port, run_and_save, wait_http
+from .live_events import BENCH_APP, _hypercorn, _ocean_env, _peak_rss_mb, _server
 
 MIB = 1024 * 1024
 BIG_KINDS = {"big_string": "big-string", "big_structured": "big-structured"}
@@ -112,7 +103,7 @@ async def _wait_drained(port: int, accepted: int, process: trio.Process, limit: 
 
 async def run_once(args: argparse.Namespace, label: str) -> dict[str, Any]:
     """One server, all phases; figures per phase."""
-    port = _free_port()
+    port = free_port()
     phases: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as state:
         env = _ocean_env(state, args.workers, args.journal, 10_000)
@@ -120,7 +111,7 @@ async def run_once(args: argparse.Namespace, label: str) -> dict[str, Any]:
             env["OCEAN__LIVE_EVENTS__MAX_BODY_BYTES"] = str(args.max_body)
         async with trio.open_nursery() as nursery:
             process = await _server(_hypercorn(port, BENCH_APP), env, nursery)
-            await _wait_http(f"http://127.0.0.1:{port}/health/live", process)
+            await wait_http(f"http://127.0.0.1:{port}/health/live", process)
             _log(f"{label}: server pid {process.pid} on 127.0.0.1:{port}")
             accepted = 0
             for name in ["warmup", "baseline", *args.variants]:
@@ -302,13 +293,7 @@ def cli() -> None:
         "--drain-limit", type=float, default=120.0, help="seconds to wait for a backlog"
     )
     args = parser.parse_args()
-    started = time.time()
-    summary = trio.run(main, args)
-    summary["wall_seconds"] = time.time() - started
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "big_bodies.json").write_text(json.dumps(summary, indent=2))
-    compact = {k: v for k, v in summary.items() if k != "per_run"}
-    print(json.dumps(compact, indent=2))
+    run_and_save("big_bodies", main, args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import argparse
 import functools
 import json
 import os
-import socket
 import sqlite3
 import statistics
 import sys
@@ -27,20 +26,9 @@ from typing import Any
 import httpx
 import trio
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+from ._common import ROOT, free_port, progress, run_and_save, wait_http
+
 BENCH_APP = "benchmarks.bench_integration.main:app"
-
-
-def _progress(message: str) -> None:
-    """A line on stderr, so a human sees the benchmark move (stdout is the JSON result)."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -48,19 +36,6 @@ def _peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-async def _wait_http(url: str, process: trio.Process, limit: float = 30.0) -> None:
-    async with httpx.AsyncClient() as client:
-        with trio.fail_after(limit):
-            while True:
-                if process.returncode is not None:
-                    raise RuntimeError(f"server exited with {process.returncode}")
-                try:
-                    await client.get(url)
-                    return
-                except httpx.TransportError:
-                    await trio.sleep(0.05)
 
 
 async def _loadgen(
@@ -102,11 +77,11 @@ def _ocean_env(state: str, workers: int, journal: str, max_pending: int) -> dict
 
 
 async def run_ceiling(events: int, concurrency: int) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     argv = _hypercorn(port, "benchmarks.ceiling:app")
     async with trio.open_nursery() as nursery:
         process = await _server(argv, dict(os.environ), nursery)
-        await _wait_http(f"http://127.0.0.1:{port}/", process)
+        await wait_http(f"http://127.0.0.1:{port}/", process)
         load = await _loadgen(port, events, concurrency)
         rss = _peak_rss_mb(process.pid)
         process.terminate()
@@ -125,14 +100,14 @@ async def run_ocean(
 ) -> dict[str, Any]:
     """One ocean-trio run; ``rss_after`` also samples the server's RSS once that many events
     have completed, to compare with the RSS at the end (memory growth under sustained load)."""
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as state:
         env = _ocean_env(state, workers, journal, max_pending or max(events, 10_000))
         argv = _hypercorn(port, BENCH_APP)
         rss_samples: dict[str, float] = {}
         async with trio.open_nursery() as nursery:
             process = await _server(argv, env, nursery)
-            await _wait_http(f"http://127.0.0.1:{port}/health/live", process)
+            await wait_http(f"http://127.0.0.1:{port}/health/live", process)
             if rss_after:
                 nursery.start_soon(_sample_rss, port, process, rss_after, rss_samples)
             load = await _loadgen(port, events, concurrency, rate)
@@ -170,7 +145,7 @@ async def run_ocean_port(
     events: int, concurrency: int, workers: int, journal: str
 ) -> dict[str, Any]:
     """One ocean-trio run with the Port sink against the Port API emulator (its own process)."""
-    port, emulator_port = _free_port(), _free_port()
+    port, emulator_port = free_port(), free_port()
     emulator_url = f"http://127.0.0.1:{emulator_port}"
     with tempfile.TemporaryDirectory() as state:
         env = {
@@ -187,9 +162,9 @@ async def run_ocean_port(
         argv = _hypercorn(port, BENCH_APP)
         async with trio.open_nursery() as nursery:
             emulator = await _server(emulator_argv, env, nursery)
-            await _wait_http(f"{emulator_url}/_emulator/requests", emulator)
+            await wait_http(f"{emulator_url}/_emulator/requests", emulator)
             process = await _server(argv, env, nursery)
-            await _wait_http(f"http://127.0.0.1:{port}/health/live", process)
+            await wait_http(f"http://127.0.0.1:{port}/health/live", process)
             async with httpx.AsyncClient(timeout=60) as client:
                 before = len(
                     (await client.get(f"{emulator_url}/_emulator/requests")).json()["requests"]
@@ -266,13 +241,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         return await port_sink(args)
     ceilings, oceans = [], []
     for run in range(1, args.runs + 1):
-        _progress(f"run {run}/{args.runs}: bare hypercorn-trio ceiling, {args.events} events")
+        progress(f"run {run}/{args.runs}: bare hypercorn-trio ceiling, {args.events} events")
         ceilings.append(await run_ceiling(args.events, args.concurrency))
-        _progress(
+        progress(
             f"  ceiling {ceilings[-1]['accept_rate']:,.0f} req/s; now ocean-trio ({args.journal})"
         )
         oceans.append(await run_ocean(args.events, args.concurrency, args.workers, args.journal))
-        _progress(f"  end to end {oceans[-1]['end_to_end_rate']:,.0f} events/s")
+        progress(f"  end to end {oceans[-1]['end_to_end_rate']:,.0f} events/s")
     ceiling_rate = _median(ceilings, "accept_rate")
     ratios = [
         o["end_to_end_rate"] / c["accept_rate"] for c, o in zip(ceilings, oceans, strict=True)
@@ -280,7 +255,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     end_to_end = _median(oceans, "end_to_end_rate")
     # Latency where it means something: open loop at half the saturated end-to-end rate.
     half_rate = 0.5 * end_to_end
-    _progress(f"latency at half the saturated rate ({half_rate:,.0f} events/s), {args.runs} runs")
+    progress(f"latency at half the saturated rate ({half_rate:,.0f} events/s), {args.runs} runs")
     paced = [
         await run_ocean(
             int(half_rate * args.paced_seconds),
@@ -317,12 +292,12 @@ async def port_sink(args: argparse.Namespace) -> dict[str, Any]:
     """The same load with the Port sink (emulator), next to the same run's ceiling."""
     ceilings, oceans = [], []
     for run in range(1, args.runs + 1):
-        _progress(f"run {run}/{args.runs}: ceiling, then ocean-trio with the Port sink (emulator)")
+        progress(f"run {run}/{args.runs}: ceiling, then ocean-trio with the Port sink (emulator)")
         ceilings.append(await run_ceiling(args.events, args.concurrency))
         oceans.append(
             await run_ocean_port(args.events, args.concurrency, args.workers, args.journal)
         )
-        _progress(f"  end to end {oceans[-1]['end_to_end_rate']:,.0f} events/s")
+        progress(f"  end to end {oceans[-1]['end_to_end_rate']:,.0f} events/s")
     ratios = [
         o["end_to_end_rate"] / c["accept_rate"] for c, o in zip(ceilings, oceans, strict=True)
     ]
@@ -349,7 +324,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     The pending limit is the default (10,000): beyond it the sender gets 503 and retries, as
     a real sender would, so the backlog (and memory) stays bounded.
     """
-    _progress(
+    progress(
         f"soak: {args.soak:,} events at the default pending limit (RSS after 10,000 and at the end)"
     )
     run = await run_ocean(
@@ -385,10 +360,6 @@ def cli() -> None:
     parser.add_argument("--paced-seconds", type=float, default=15.0)
     parser.add_argument("--soak", type=int, help="one long run of this many events: RSS growth")
     args = parser.parse_args()
-    started = time.time()
-    summary = trio.run(main, args)
-    summary["wall_seconds"] = time.time() - started
-    RESULTS.mkdir(parents=True, exist_ok=True)
     name = (
         "live_events_soak"
         if args.soak
@@ -396,9 +367,7 @@ def cli() -> None:
         if args.sink == "port"
         else f"live_events_{args.journal}"
     )
-    (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2))
-    compact = {k: v for k, v in summary.items() if k != "per_run"}
-    print(json.dumps(compact, indent=2))
+    run_and_save(name, main, args)
 
 
 if __name__ == "__main__":

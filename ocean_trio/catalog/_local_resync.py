@@ -85,9 +85,14 @@ def _write(
                 inserts.append((blueprint, identifier, data, now, now, run.id))
                 continue
             old_data, live_at = old
-            target = merge_json(old_data, data) if merge else data
             newer_live = live_at is not None and live_at >= run.started_at
-            if newer_live or json.loads(target) == json.loads(old_data):
+            # The same text is the same entity, merged or not; comparing it first spares the
+            # parsing and merging of every entity of a resync that changed nothing.
+            if newer_live or data == old_data:
+                seen.append((run.id, blueprint, identifier))
+                continue
+            target = merge_json(old_data, data) if merge else data
+            if json.loads(target) == json.loads(old_data):
                 seen.append((run.id, blueprint, identifier))
             else:
                 updates.append((target, now, run.id, blueprint, identifier))
@@ -109,18 +114,27 @@ def _write(
     return len(inserts) + len(updates), len(seen)
 
 
+def lookup_sql(keys: int) -> str:
+    """The statement reading ``keys`` stored entities (two parameters each: blueprint,
+    identifier). A join, not ``(blueprint, identifier) IN (VALUES ...)``: SQLite plans that
+    one as a scan of the whole table per batch, so a resync grew quadratic with the catalog
+    (100,000 entities: 39 s instead of 12); the join searches the primary key once per key."""
+    values = ",".join("(?, ?)" for _ in range(keys))
+    return (
+        "SELECT e.blueprint, e.identifier, e.data, e.live_at"
+        f" FROM (VALUES {values}) AS k"
+        " JOIN entities AS e ON e.blueprint = k.column1 AND e.identifier = k.column2"
+    )
+
+
 def _stored(
     db: sqlite3.Connection, keys: list[tuple[str, str]]
 ) -> dict[tuple[str, str], tuple[str, float | None]]:
     found: dict[tuple[str, str], tuple[str, float | None]] = {}
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]
-        values = ",".join("(?, ?)" for _ in chunk)
-        for blueprint, identifier, data, live_at in db.execute(
-            "SELECT blueprint, identifier, data, live_at FROM entities"
-            f" WHERE (blueprint, identifier) IN (VALUES {values})",
-            [part for key in chunk for part in key],
-        ):
+        parameters = [part for key in chunk for part in key]
+        for blueprint, identifier, data, live_at in db.execute(lookup_sql(len(chunk)), parameters):
             found[(blueprint, identifier)] = (data, live_at)
     return found
 
