@@ -37,8 +37,12 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 BULK_MAX_ENTITIES = 20
 BULK_MAX_BYTES = 1024 * 1024
 BULK_DELETE_MAX = 100
-OWNED_PAGE_SIZE = 5000  # Ocean's DATASOURCE_ENTITIES_PAGE_SIZE
+OWNED_PAGE_SIZE = 1000
+"""Owned entities a page. Ocean asks 5,000: ~7 MB of JSON an answer, read and decoded, grew a
+100,000-entity resync's RSS by ~25 MB at reconciliation; 1,000 costs 0.8 calls per 1,000."""
 SEARCH_CHUNK = 50  # identifiers per diff search, as Ocean
+OWNED_FIELDS = ("blueprint", "identifier", "createdAt", "updatedAt")
+"""What ``owned_entity_pages`` keeps of each entity: all that reconciliation reads."""
 CLOSE_SECONDS = 5.0  # closing connections must finish even when cancelled, but not hang
 
 Params = Mapping[str, str | list[str]]
@@ -539,8 +543,9 @@ class PortClient:
         ``POST /v1/blueprints/entities/datasource-entities``, following ``next``. With ``before``
         (a timezone-aware time), only those last updated before it.
 
-        Only the current page is held. The generator awaits requests and nothing else (no
-        nursery or cancel scope spans its ``yield``), so it may be left unfinished; use
+        Only the current page is held, and of each entity only ``OWNED_FIELDS``, trimmed as
+        it is parsed (on a thread): whole entities would hold their properties too. The generator awaits requests and nothing else (no nursery
+        or cancel scope spans its ``yield``), so it may be left unfinished; use
         ``contextlib.aclosing`` to close it promptly.
         """
         datasource = self.datasource
@@ -556,7 +561,8 @@ class PortClient:
         path = "/v1/blueprints/entities/datasource-entities"
         while True:
             response = await self.request("POST", path, json_body=body, retryable=True)
-            data = response.json()
+            data = await trio.to_thread.run_sync(_owned_page, response.content)
+            del response
             yield list(data.get("entities") or [])
             following = data.get("next")
             if not following:
@@ -732,3 +738,18 @@ def _error(response: httpx.Response, method: str, path: str) -> PortApiError:
         method=method,
         path=path,
     )
+
+
+def _owned_page(body: bytes) -> dict[str, Any]:
+    """A datasource-entities answer with each entity trimmed to ``OWNED_FIELDS`` as it is
+    parsed: an object with an identifier and a blueprint is an entity (what it nests is
+    dropped with it). The Python hook also lets the loop's thread take the GIL in between."""
+
+    def trimmed(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found = dict(pairs)
+        if "identifier" in found and "blueprint" in found:
+            return {key: found[key] for key in OWNED_FIELDS if key in found}
+        return found
+
+    parsed = json.loads(body, object_pairs_hook=trimmed)
+    return parsed if isinstance(parsed, dict) else {}

@@ -30,8 +30,8 @@ began (``createdAt``); stale ones were last updated before it began and not prod
 rule: nothing is deleted unless ``stale / owned <= threshold``; Ocean's ``owned`` leaves out the
 entities the resync changed, so a resync that changes most of the catalog is refused for the
 few it would delete. The rule needs the totals before deleting anything, and only one page
-(5,000 entities) is held at a time, so reconciling takes two passes: the first counts over
-all owned entities, the second (only when something is to be deleted) lists those last updated
+(1,000 entities, trimmed to their keys and times) is held at a time, so reconciling takes two
+passes: the first counts over all owned entities, the second (only when something is to be deleted) lists those last updated
 before the resync began (``before``, as Ocean) and deletes the stale ones of each page as it
 arrives. Between the passes an entity may be written again (it leaves the
 ``before`` set: not deleted) or deleted (nothing to do). An entity written after its page was

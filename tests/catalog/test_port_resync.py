@@ -161,6 +161,28 @@ async def test_owned_entities_before_a_time() -> None:
                 pass
 
 
+async def test_owned_entity_pages_hold_only_what_reconciliation_reads() -> None:
+    # A page of 5,000 whole entities parsed is tens of MB; trimmed as it is parsed, the
+    # page holds the keys and times only.
+    async with port() as (emulator, client):
+        text = "x" * 2000
+        for i in range(500):
+            seed(
+                emulator,
+                f"big-{i}",
+                title=f"Service {i}",
+                properties={"readme": text, "nested": {"identifier": "n", "blueprint": "b"}},
+                relations={"team": f"team-{i % 7}"},
+            )
+        pages = [page async for page in client.owned_entity_pages(limit=500)]
+    (page,) = pages
+    assert len(page) == 500
+    assert {tuple(sorted(e)) for e in page} == {
+        ("blueprint", "createdAt", "identifier", "updatedAt")
+    }
+    assert page[0]["identifier"] == "big-0"
+
+
 async def test_owned_entity_pages_are_retried_on_transient_errors() -> None:
     async with port() as (emulator, client):
         for i in range(6):
