@@ -133,6 +133,7 @@ async def test_the_demo_under_hypercorn_sends_to_the_address_bound(tmp_path: Pat
         **_env(tmp_path),
         "OCEAN__INTEGRATION__CONFIG__FAKE_API_PORT": "0",
         "OCEAN__INTEGRATION__CONFIG__SENDER_INTERVAL": "0",
+        "OCEAN__INTEGRATION__CONFIG__INITIAL_FILL": "true",
     }
     argv = [
         sys.executable, "-m", "hypercorn", "--worker-class", "trio",

@@ -34,7 +34,8 @@ async def fake_integration(
     tmp_path: Path, **overrides: Any
 ) -> AsyncIterator[tuple[TestServer, httpx.AsyncClient]]:
     """The integration and a client for its tracker's API, once the initial fill is applied."""
-    config = {"fakeApiPort": 0, "senderInterval": 0, "webhookSecret": SECRET}
+    # The initial fill by webhook: these tests follow live events from a known start.
+    config = {"fakeApiPort": 0, "senderInterval": 0, "webhookSecret": SECRET, "initialFill": True}
     # The demo's own config.yaml, with a free port, no random changes and our state folder.
     settings = make_settings(
         FAKE_ROOT,
@@ -129,6 +130,27 @@ async def test_the_tracker_fills_the_catalog_and_changes_follow(tmp_path: Path) 
 def forged_issue_event() -> bytes:
     issue = {"id": "99999", "key": "WEB-999", "projectKey": "WEB", "title": "Forged"}
     return json.dumps({"webhookEvent": "issue_created", "issue": issue}).encode()
+
+
+async def test_by_default_the_resync_at_start_fills_the_catalog_without_webhooks(
+    tmp_path: Path,
+) -> None:
+    # The demo as `make run` starts it: no initial fill by webhook, the resync brings it all.
+    config = {"fakeApiPort": 0, "senderInterval": 0, "webhookSecret": SECRET}
+    settings = make_settings(
+        FAKE_ROOT, integration={"config": config}, statePath=str(tmp_path / "state")
+    )
+    async with serve_integration(load_integration(FAKE_ROOT), settings) as server:
+        resyncs = server.app.resyncs
+        assert resyncs is not None
+        with trio.fail_after(TIMEOUT):
+            state = resyncs.last or await resyncs.wait_for_next()
+        assert state.status == "completed"
+        stored = await server.catalog.list_entities()
+        assert sum(kind.upserted for kind in state.kinds) == len(stored)
+        assert len(await entities(server, "project")) == 3
+        assert len(await entities(server, "issue")) == 12
+        assert server.app.journal.statistics().appended == 0
 
 
 @pytest.mark.parametrize(

@@ -219,6 +219,16 @@ def test_config_from_integration_config() -> None:
         {"webhook_secret": "x", "fake_api_port": "0", "sender_interval": "0.5"}
     )
     assert (config.api_port, config.interval, config.seed) == (0, 0.5, 7)
+    assert config.initial_fill is False
+    for text, expected in (("true", True), ("0", False), (True, True)):
+        filled = fake_service.FakeTrackerConfig.from_integration_config(
+            {"webhook_secret": "x", "initial_fill": text}
+        )
+        assert filled.initial_fill is expected
+    with pytest.raises(ValueError, match="initialFill must be true or false"):
+        fake_service.FakeTrackerConfig.from_integration_config(
+            {"webhook_secret": "x", "initial_fill": "sometimes"}
+        )
     with pytest.raises(ValueError, match="webhookSecret is required"):
         fake_service.FakeTrackerConfig.from_integration_config({})
     with pytest.raises(ValueError, match="invalid fake tracker settings"):

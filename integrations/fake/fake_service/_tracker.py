@@ -57,10 +57,13 @@ class FakeTrackerConfig:
     api_port: int = 8001
     interval: float = 2.0
     seed: int = 7
+    initial_fill: bool = False
+    """Announce every object by webhook at start: what filled the catalog before resyncs."""
 
     @classmethod
     def from_integration_config(cls, config: Mapping[str, Any]) -> FakeTrackerConfig:
-        """From ``fake_api_port``, ``sender_interval``, ``webhook_secret``, ``seed`` (strings from env are fine)."""
+        """From ``fake_api_port``, ``sender_interval``, ``webhook_secret``, ``seed`` and
+        ``initial_fill`` (strings from env are fine)."""
         secret = config.get("webhook_secret")
         if not isinstance(secret, str) or not secret:
             raise ValueError("integration.config.webhookSecret is required")
@@ -70,6 +73,7 @@ class FakeTrackerConfig:
                 api_port=int(config.get("fake_api_port", 8001)),
                 interval=float(config.get("sender_interval", 2.0)),
                 seed=int(config.get("seed", 7)),
+                initial_fill=_flag(config.get("initial_fill", False)),
             )
         except (TypeError, ValueError) as error:
             raise ValueError(f"invalid fake tracker settings: {error}") from None
@@ -104,7 +108,7 @@ class FakeTracker:
         """Run until cancelled; ``started()`` delivers the API's URL once it is bound.
 
         Order: the API is bound (announced to ``on_api_ready``, then ``started()``), the
-        initial fill is queued, the sender gets its target (it may wait for the receiver to
+        initial fill is queued (when asked for), the sender gets its target (it may wait for the receiver to
         be up, which under hypercorn is only after start-up) and starts delivering, the
         simulator starts.
         """
@@ -116,8 +120,21 @@ class FakeTracker:
             if self._on_api_ready is not None:
                 self._on_api_ready(api_url)
             task_status.started(api_url)
-            for change in self.state.snapshot_changes():
-                self.sender.send_nowait(change)
+            if self.config.initial_fill:
+                for change in self.state.snapshot_changes():
+                    self.sender.send_nowait(change)
             target = await nursery.start(self.sender.run)
             logger.info("FakeTracker API on %s, sending webhooks to %s", api_url, target)
             await nursery.start(self._simulator.run)
+
+
+def _flag(value: Any) -> bool:
+    """A boolean setting from YAML (a bool) or the environment (``true``/``false``, 1/0)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", ""):
+        return False
+    raise ValueError(f"initialFill must be true or false, got {value!r}")
