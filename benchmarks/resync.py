@@ -111,7 +111,7 @@ def _resync_env(state: str, entities: int, page_size: int) -> dict[str, str]:
 
 
 def _port_env(base: dict[str, str], emulator_url: str, rate: float | None) -> dict[str, str]:
-    extra = {"BENCH_PORT_REQUESTS_PER_SECOND": str(rate)} if rate else {}
+    extra = {"OCEAN__PORT__REQUESTS_PER_SECOND": str(rate)} if rate else {}
     return {
         **base,
         **extra,
@@ -388,7 +388,7 @@ def cli() -> None:
     parser.add_argument(
         "--port-rate",
         type=float,
-        help="the Port client's requests/s (default: its own, 100); to measure what it costs",
+        help="port.requestsPerSecond (default: its own, 100); to measure what it costs",
     )
     args = parser.parse_args()
     run_and_save("resync", main, args)

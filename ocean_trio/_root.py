@@ -488,6 +488,11 @@ async def _open_sink(
     ]
     if missing:
         raise ConfigError("catalog.type is port but these are not set: " + ", ".join(missing))
+    if not port.requests_per_second > 0:
+        raise ConfigError(
+            "port.requestsPerSecond (OCEAN__PORT__REQUESTS_PER_SECOND) must be a positive"
+            f" number, not {port.requests_per_second!r}"
+        )
     user_agent = (
         f"port-ocean/{settings.integration.type or 'custom'}/{__version__}/"
         f"{settings.integration.identifier}/exporter"
@@ -497,6 +502,7 @@ async def _open_sink(
         client_id=str(port.client_id),
         client_secret=str(port.client_secret),
         user_agent=user_agent,
+        requests_per_second=port.requests_per_second,
     ) as client:
         with startup.step(f"creating blueprints in Port's API at {client.base_url}", client):
             for blueprint in blueprints:

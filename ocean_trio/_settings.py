@@ -33,6 +33,9 @@ class PortSettings:
     client_id: str | None = None
     client_secret: str | None = attrs.field(default=None, repr=False)
     base_url: str = "https://api.getport.io"
+    requests_per_second: float = 100.0
+    """The most requests a second the client starts; fewer while Port's rate-limit headers
+    say its budget is short."""
 
 
 @attrs.frozen(kw_only=True)

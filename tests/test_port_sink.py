@@ -48,7 +48,9 @@ BLUEPRINTS = [
 
 
 @asynccontextmanager
-async def served(root: Path, tmp_path: Path, emulator: PortEmulator) -> AsyncIterator[TestServer]:
+async def served(
+    root: Path, tmp_path: Path, emulator: PortEmulator, **port: Any
+) -> AsyncIterator[TestServer]:
     (root / ".port" / "resources" / "blueprints.json").write_text(json.dumps(BLUEPRINTS))
     integration = Integration(root)
     integration.add_webhook_processor("/webhook", ItemProcessor)
@@ -60,6 +62,7 @@ async def served(root: Path, tmp_path: Path, emulator: PortEmulator) -> AsyncIte
                 "baseUrl": url,
                 "clientId": emulator.client_id,
                 "clientSecret": emulator.client_secret,
+                **port,
             },
             integration={"identifier": "my-items", "type": "items"},
         )
@@ -176,6 +179,27 @@ async def test_port_settings_are_required(integration_root: Path, tmp_path: Path
     with pytest.raises(
         ConfigError, match=r"port.clientId .*port.clientSecret .*integration.identifier"
     ):
+        async with serve_integration(integration, settings):
+            pass
+
+
+async def test_the_request_rate_is_a_setting(integration_root: Path, tmp_path: Path) -> None:
+    async with served(integration_root, tmp_path, PortEmulator(), requestsPerSecond=250) as server:
+        assert server.app.port is not None
+        assert server.app.port.rate.rate == 250.0
+
+
+@pytest.mark.parametrize("rate", [0, -5])
+async def test_the_request_rate_must_be_positive(
+    integration_root: Path, tmp_path: Path, rate: float
+) -> None:
+    integration = Integration(integration_root)
+    integration.add_webhook_processor("/webhook", ItemProcessor)
+    port = {"clientId": "id", "clientSecret": "secret", "requestsPerSecond": rate}
+    settings = make_settings(
+        tmp_path, catalog={"type": "port"}, port=port, integration={"identifier": "x"}
+    )
+    with pytest.raises(ConfigError, match=r"port.requestsPerSecond .* must be a positive number"):
         async with serve_integration(integration, settings):
             pass
 

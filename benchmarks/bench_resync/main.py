@@ -7,14 +7,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
 
 from ocean_trio import ocean
-from ocean_trio.catalog._port_client import PortClient
 
 # ``sail`` imports this file as a top-level module with its folder on sys.path; the
 # benchmark's ceiling imports it as ``benchmarks.bench_resync.main``.
@@ -22,16 +20,6 @@ if __package__:
     from .resync_source import pages
 else:
     from resync_source import pages
-
-
-# Benchmark only, until the Port client's rate limit is a setting (issue 9): what the default
-# of 100 requests/s costs is measured by running again with a higher one. ``sail`` imports
-# this file before it builds the Port client, so the client takes this default.
-_RATE = os.environ.get("BENCH_PORT_REQUESTS_PER_SECOND")
-if _RATE:
-    defaults = PortClient.__init__.__kwdefaults__
-    assert defaults is not None
-    defaults["requests_per_second"] = float(_RATE)
 
 
 @ocean.on_resync("item")

@@ -30,6 +30,7 @@ import trio
 
 from .._exceptions import PortApiError, PortUnreachableError
 from .._retry import RetryPolicy
+from ._port_rate import PortRate
 
 logger = logging.getLogger("ocean_trio.port")
 
@@ -115,28 +116,6 @@ class PortStatistics:
     pool_resets: int
 
 
-class _TokenBucket:
-    """At most ``rate`` requests per second on average, bursts of up to ``burst``."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._stamp = trio.current_time()
-        self._lock = trio.Lock()
-
-    async def acquire(self) -> None:
-        async with self._lock:  # first come, first served
-            now = trio.current_time()
-            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-            self._stamp = now
-            if self._tokens < 1:
-                await trio.sleep((1 - self._tokens) / self._rate)
-                self._tokens = 1.0
-                self._stamp = trio.current_time()
-            self._tokens -= 1
-
-
 @attrs.define(eq=False)
 class _Pool:
     """One httpx client and the requests using it, so a poisoned pool can be retired."""
@@ -153,7 +132,9 @@ class PortClient:
     - Idempotent calls are retried on 408, 429, 5xx and transport errors, waiting what
       ``Retry-After`` or ``x-ratelimit-reset`` ask for, else the ``retry`` policy's backoff;
       a transport failure on the last try raises ``PortUnreachableError`` naming the URL.
-    - At most ``max_concurrency`` requests run at once, at most ``requests_per_second`` start.
+    - At most ``max_concurrency`` requests run at once, at most ``requests_per_second`` start
+      a second, fewer while Port's ``x-ratelimit-*`` headers say its budget is short
+      (``PortRate``).
     - httpcore can leak pool slots when requests are cancelled while connecting (encode/
       httpcore#1093: every later request then fails with ``PoolTimeout``); after a cancelled
       request or a ``PoolTimeout`` the pool is replaced, and the old one closed once idle.
@@ -187,7 +168,7 @@ class PortClient:
         )
         self._pool = _Pool(self._factory())
         self._limiter = trio.CapacityLimiter(max_concurrency)
-        self._bucket = _TokenBucket(requests_per_second, burst=max_concurrency)
+        self.rate = PortRate(requests_per_second, burst=max_concurrency)
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = trio.Lock()
@@ -319,13 +300,15 @@ class PortClient:
         headers: dict[str, str],
     ) -> httpx.Response:
         async with self._limiter:
-            await self._bucket.acquire()
+            await self.rate.acquire()
             pool = self._pool
             pool.in_flight += 1
             try:
-                return await pool.client.request(
+                response = await pool.client.request(
                     method, self.base_url + path, content=content, params=params, headers=headers
                 )
+                self.rate.observe(response.headers, in_flight=self._limiter.borrowed_tokens - 1)
+                return response
             except httpx.PoolTimeout:
                 self._retire(pool, "a request timed out waiting for a pooled connection")
                 raise

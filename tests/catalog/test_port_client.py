@@ -18,7 +18,6 @@ from ocean_trio._retry import RetryPolicy
 from ocean_trio.catalog._port_client import (
     PortClient,
     _asked_delay,
-    _TokenBucket,
 )
 from ocean_trio.testing._port_emulator import PortEmulator, serve_port_emulator
 
@@ -243,11 +242,13 @@ def test_retry_after_as_a_date_and_reset_as_an_epoch() -> None:
     assert 8 < epoch <= 10
 
 
-async def test_the_rate_limit_spaces_requests(autojump_clock: trio.testing.MockClock) -> None:
-    bucket = _TokenBucket(rate=5.0, burst=2)
-    times = []
-    for _ in range(6):
-        await bucket.acquire()
-        times.append(trio.current_time())
-    # two at once (the burst), then one every 0.2 s
-    assert times == pytest.approx([0.0, 0.0, 0.2, 0.4, 0.6, 0.8])
+async def test_the_client_follows_ports_rate_limit_headers_instead_of_hitting_429s() -> None:
+    # Set to 1,000 requests/s, against a Port allowing 5 a second: the headers of each answer
+    # tell the client to wait for the next window, so no request is refused.
+    async with port(requests_per_second=1000.0) as (emulator, client):
+        emulator.rate_limit.set(limit=5, period=1.0)
+        for _ in range(12):
+            assert await client.get_blueprint("service") is not None
+        statuses = [r.status for r in emulator.requests]
+    assert len(statuses) == 13  # the token, then 12 reads
+    assert statuses.count(429) == 0

@@ -673,3 +673,21 @@ async def test_run_port_emulator_serves_until_sigterm() -> None:
             process.kill()
             with trio.move_on_after(5, shield=True):
                 await process.wait()
+
+
+async def test_a_rate_limit_sends_ports_headers_and_refuses_past_it(
+    port: httpx.AsyncClient, emulator: PortEmulator
+) -> None:
+    unlimited = await port.get("/v1/blueprints/service")
+    assert "x-ratelimit-limit" not in unlimited.headers
+    emulator.rate_limit.set(limit=2, period=60)
+    first, second, third = [await port.get("/v1/blueprints/service") for _ in range(3)]
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.headers["x-ratelimit-limit"] == "2"
+    assert first.headers["x-ratelimit-period"] == "60"
+    assert [r.headers["x-ratelimit-remaining"] for r in (first, second)] == ["1", "0"]
+    assert 0 < int(first.headers["x-ratelimit-reset"]) <= 60
+    _error(third, 429, "too_many_requests")
+    assert third.headers["x-ratelimit-remaining"] == "0"
+    emulator.reset()
+    assert "x-ratelimit-limit" not in (await port.get("/v1/blueprints")).headers

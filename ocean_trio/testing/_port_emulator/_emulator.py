@@ -19,6 +19,7 @@ from ._control import ControlRoutes
 from ._faults import Faults
 from ._organization import OrganizationRoutes, default_kafka_credentials, default_organization
 from ._owned import OwnedScans
+from ._rate_limit import RateLimit
 from ._recording import RecordedRequest, record_and_inject
 from ._resync_routes import ResyncRoutes, new_resync_request
 from ._routes import PortRoutes, Reply
@@ -51,6 +52,7 @@ class PortEmulator:
         self.owned_scans = OwnedScans()
         self.requests: list[RecordedRequest] = []
         self.faults = Faults()
+        self.rate_limit = RateLimit()  # off until set: Port's x-ratelimit-* headers and 429s
         self._tokens = AccessTokens()
         self.app: QuartTrio = _build_app(self, self._tokens)
 
@@ -69,7 +71,7 @@ class PortEmulator:
 
     def reset(self) -> None:
         """Forget everything: blueprints, entities, integrations (their resync requests and states),
-        requests, faults and tokens."""
+        requests, faults, the rate limit and tokens."""
         self.blueprints.clear()
         self.entities.clear()
         self.integrations.clear()
@@ -80,6 +82,7 @@ class PortEmulator:
         self.owned_scans.clear()
         self.requests.clear()
         self.faults.clear()
+        self.rate_limit.clear()
         self._tokens.clear()
 
 
@@ -98,7 +101,7 @@ def _build_app(emulator: PortEmulator, tokens: AccessTokens) -> QuartTrio:
     app.register_error_handler(ApiError, _api_error_reply)
     app.register_error_handler(HTTPException, _http_error_reply)
     app.asgi_app = partial(  # type: ignore[method-assign]
-        record_and_inject, emulator.requests, emulator.faults, app.asgi_app
+        record_and_inject, emulator.requests, emulator.faults, emulator.rate_limit, app.asgi_app
     )
     return app
 

@@ -15,6 +15,7 @@ import attrs
 import trio
 
 from ._faults import FaultKind, Faults
+from ._rate_limit import RateLimit
 from ._wire import Obj
 
 Scope = dict[str, Any]
@@ -63,12 +64,14 @@ class DroppedConnection(Exception):
 async def record_and_inject(
     requests: list[RecordedRequest],
     faults: Faults,
+    rate_limit: RateLimit,
     inner: ASGIApp,
     scope: Scope,
     receive: Receive,
     send: Send,
 ) -> None:
-    """Record the request in ``requests``, then apply ``faults`` or call ``inner``."""
+    """Record the request in ``requests``, then apply ``faults`` and ``rate_limit`` or call
+    ``inner``."""
     if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
         await inner(scope, receive, send)
         return
@@ -77,15 +80,20 @@ async def record_and_inject(
     record = RecordedRequest(method, path, query, trio.current_time())
     requests.append(record)
     delay, action = faults.take(method, path)
+    within, limit_headers = rate_limit.take()
 
     async def recording_send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             record.status = message["status"]
+            message = {**message, "headers": [*message.get("headers", []), *limit_headers]}
         await send(message)
 
     if delay:
         record.fault = "delay"
         await trio.sleep(delay)
+    if action is None and not within:
+        await _answer(recording_send, 429, "Emulated rate limit: too many requests", [])
+        return
     if action is None:
         await inner(scope, receive, recording_send)
         return
@@ -96,13 +104,22 @@ async def record_and_inject(
         await recording_send(start)
         await send({"type": "http.response.body", "body": b'{"ok": true', "more_body": True})
         raise DroppedConnection(f"emulated connection drop on {method} {path}")
-    code = _FAULT_CODES.get(action.status, "emulated_fault")
     message = f"Emulated fault: HTTP {action.status} on {method} {path}"
-    body = action.body or {"ok": False, "error": code, "message": message}
-    data = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
-    headers += [(k.encode(), v.encode()) for k, v in action.headers.items()]
-    await recording_send(
-        {"type": "http.response.start", "status": action.status, "headers": headers}
-    )
+    extra = [(k.encode(), v.encode()) for k, v in action.headers.items()]
+    await _answer(recording_send, action.status, message, extra, body=action.body)
+
+
+async def _answer(
+    send: Send,
+    status: int,
+    message: str,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    body: Obj | None = None,
+) -> None:
+    """A whole JSON error answer in Port's shape (``body`` replaces it when given)."""
+    code = _FAULT_CODES.get(status, "emulated_fault")
+    data = json.dumps(body or {"ok": False, "error": code, "message": message}).encode()
+    start = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
+    await send({"type": "http.response.start", "status": status, "headers": start + headers})
     await send({"type": "http.response.body", "body": data})
