@@ -29,7 +29,7 @@ from ._settings import EventListenerSettings, Settings
 from ._version import __version__
 from .catalog._applier import Applier
 from .catalog._local import LocalCatalog
-from .catalog._port_client import PortClient
+from .catalog._port_client import BULK_MAX_ENTITIES, PortClient
 from .catalog._port_sink import PortSink
 from .catalog._port_state import report_resync_state
 from .live_events._handling import EventHandler
@@ -51,6 +51,8 @@ from .resync._webhook import resync_authority
 logger = logging.getLogger("ocean_trio")
 
 HTTP_STOP_SECONDS = 5.0  # hypercorn's graceful timeout (3 s) plus its lifespan shutdown
+
+MAX_BULK_WAIT_SECONDS = 5.0  # port.bulkWaitSeconds: beyond this a live event waits too long
 
 SWITCH_INTERVAL_SECONDS = 0.001
 """The interpreter's thread switch interval while an app runs (Python's default: 5 ms).
@@ -149,7 +151,7 @@ async def open_app(
                 root=base,
                 mapping=mapping,
                 catalog=catalog,
-                applier=Applier(sink),
+                applier=_applier(sink, settings),
                 journal=journal,
                 parser=parser,
                 port=port,
@@ -238,6 +240,13 @@ async def _serve_http(
         await listener.serve(asgi, shutdown_trigger=stop, task_status=task_status)
     finally:
         done.set()
+
+
+def _applier(sink: LocalCatalog | PortSink, settings: Settings) -> Applier:
+    """The local catalog writes at once; Port's writes wait a little to fill bulk calls."""
+    if isinstance(sink, PortSink):
+        return Applier(sink, fill=BULK_MAX_ENTITIES, linger=settings.port.bulk_wait_seconds)
+    return Applier(sink)
 
 
 async def _build_pipelines(app: App) -> None:
@@ -492,6 +501,11 @@ async def _open_sink(
         raise ConfigError(
             "port.requestsPerSecond (OCEAN__PORT__REQUESTS_PER_SECOND) must be a positive"
             f" number, not {port.requests_per_second!r}"
+        )
+    if not 0 <= port.bulk_wait_seconds <= MAX_BULK_WAIT_SECONDS:
+        raise ConfigError(
+            "port.bulkWaitSeconds (OCEAN__PORT__BULK_WAIT_SECONDS) must be between 0 and"
+            f" {MAX_BULK_WAIT_SECONDS:g}, not {port.bulk_wait_seconds!r}"
         )
     user_agent = (
         f"port-ocean/{settings.integration.type or 'custom'}/{__version__}/"

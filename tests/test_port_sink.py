@@ -172,6 +172,23 @@ async def test_many_events_are_coalesced_into_bulk_calls() -> None:
     assert ("item", "e0") not in emulator.entities
 
 
+async def test_live_events_fill_bulk_calls_with_one_worker(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    # The default single worker does not wait for each write: events' writes gather, and a
+    # short one waits a little for more, so 60 events need a few bulk calls, not 60.
+    emulator = PortEmulator()
+    async with served(integration_root, tmp_path, emulator) as server:
+        emulator.requests.clear()
+        async with trio.open_nursery() as nursery:
+            for n in range(60):
+                nursery.start_soon(server.post_event, "/webhook", item(f"I-{n}"))
+        outcomes = await server.next_outcomes(60)
+    assert {outcome.status for _, outcome in outcomes} == {EventStatus.DONE}
+    assert sum(1 for key in emulator.entities if key[0] == "item") == 60
+    assert emulator.calls("POST", "/v1/blueprints/item/entities/bulk") <= 15
+
+
 async def test_port_settings_are_required(integration_root: Path, tmp_path: Path) -> None:
     integration = Integration(integration_root)
     integration.add_webhook_processor("/webhook", ItemProcessor)
@@ -189,17 +206,25 @@ async def test_the_request_rate_is_a_setting(integration_root: Path, tmp_path: P
         assert server.app.port.rate.rate == 250.0
 
 
-@pytest.mark.parametrize("rate", [0, -5])
-async def test_the_request_rate_must_be_positive(
-    integration_root: Path, tmp_path: Path, rate: float
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("requestsPerSecond", 0, r"port.requestsPerSecond .* must be a positive number"),
+        ("requestsPerSecond", -5, r"port.requestsPerSecond .* must be a positive number"),
+        ("bulkWaitSeconds", -1, r"port.bulkWaitSeconds .* must be between 0 and 5"),
+        ("bulkWaitSeconds", 60, r"port.bulkWaitSeconds .* must be between 0 and 5"),
+    ],
+)
+async def test_port_client_settings_out_of_range_stop_start_up(
+    integration_root: Path, tmp_path: Path, setting: str, value: float, message: str
 ) -> None:
     integration = Integration(integration_root)
     integration.add_webhook_processor("/webhook", ItemProcessor)
-    port = {"clientId": "id", "clientSecret": "secret", "requestsPerSecond": rate}
+    port = {"clientId": "id", "clientSecret": "secret", setting: value}
     settings = make_settings(
         tmp_path, catalog={"type": "port"}, port=port, integration={"identifier": "x"}
     )
-    with pytest.raises(ConfigError, match=r"port.requestsPerSecond .* must be a positive number"):
+    with pytest.raises(ConfigError, match=message):
         async with serve_integration(integration, settings):
             pass
 

@@ -18,7 +18,7 @@ from ..mapping._pool import MappingPool
 from ._event import EventPayload, WebhookEvent
 from ._journal import EventStatus
 from ._json import BodyParser, exceeds
-from ._outcome import EventOutcome
+from ._outcome import EventOutcome, Prepared
 from ._processor import AbstractWebhookProcessor, WebhookProcessorType
 from ._run import RunOutcome, RunStatus, run_outcome, run_processor
 
@@ -73,25 +73,30 @@ class EventHandler:
 
     async def handle(self, event: WebhookEvent) -> EventOutcome:
         """Process ``event`` to the end; errors become the outcome, only ``Cancelled`` escapes."""
+        return await (await self.prepare(event)).finish()
+
+    async def prepare(self, event: WebhookEvent) -> Prepared:
+        """Process ``event`` up to its write (``Prepared.finish`` writes); errors become the
+        outcome, only ``Cancelled`` escapes."""
         compiled = self._mapping()
         try:
             accepted, work = await self._match(event, compiled)
         except Exception as error:
-            return EventOutcome(EventStatus.DEAD, error=f"matching failed: {error!r}")
+            return Prepared(EventOutcome(EventStatus.DEAD, error=f"matching failed: {error!r}"))
         if not accepted:
-            return EventOutcome(EventStatus.NO_MATCH)
+            return Prepared(EventOutcome(EventStatus.NO_MATCH))
         if not work:
             logger.info(
                 "processors accepted the event but its kinds have no resource in the mapping (trace %s)",
                 event.trace_id,
             )
-            return EventOutcome(EventStatus.DONE)
+            return Prepared(EventOutcome(EventStatus.DONE))
 
         runs = await self._run_all(event, work)
         succeeded = [r for r in runs if r.status is RunStatus.SUCCEEDED]
         failed = [r for r in runs if r.status in (RunStatus.FAILED, RunStatus.TIMED_OUT)]
         if not succeeded and not failed:
-            return EventOutcome(EventStatus.REJECTED, tuple(runs), error=runs[0].error)
+            return Prepared(EventOutcome(EventStatus.REJECTED, tuple(runs), error=runs[0].error))
 
         mapped = [
             (r.resource_index, r.results.updated_raw_results, r.results.deleted_raw_results)
@@ -101,20 +106,19 @@ class EventHandler:
         try:
             changes, issues = await self._map(compiled, mapped)
         except Exception as error:
-            return EventOutcome(EventStatus.DEAD, tuple(runs), error=f"mapping failed: {error!r}")
-        try:
-            await self._apply(changes)
-        except Exception as error:
-            return EventOutcome(EventStatus.DEAD, tuple(runs), error=f"apply failed: {error!r}")
+            outcome = EventOutcome(
+                EventStatus.DEAD, tuple(runs), error=f"mapping failed: {error!r}"
+            )
+            return Prepared(outcome)
         # Items the mapping could not take (selector not boolean, itemsToParse not an array)
-        # were skipped while the rest was applied; the event is kept as a dead letter so it
+        # were skipped while the rest is applied; the event is kept as a dead letter so it
         # can be replayed once the mapping is fixed. Null fields are only misconfigurations.
         skipped = [i for i in issues if i.field in ITEM_ERROR_FIELDS]
         errors = [f"{r.processor}: {r.error}" for r in failed]
         if skipped:
             errors.append(f"mapping skipped {len(skipped)} item(s): {skipped[0].message}")
         status = EventStatus.DEAD if errors else EventStatus.DONE
-        return EventOutcome(
+        outcome = EventOutcome(
             status,
             tuple(runs),
             upserts=len(changes.upserts),
@@ -122,6 +126,7 @@ class EventHandler:
             mapping_issues=tuple(issues),
             error="; ".join(errors) or None,
         )
+        return Prepared(outcome, changes, self._apply)
 
     async def _match(
         self, event: WebhookEvent, compiled: CompiledPortAppConfig

@@ -26,7 +26,7 @@ from .._log import LogLimiter
 from ._dispatcher import DispatcherStatistics, GroupDispatcher
 from ._event import EventHeaders, EventPayload, WebhookEvent
 from ._journal import EventStatus, Journal, JournalEntry
-from ._outcome import EventOutcome
+from ._outcome import EventOutcome, Prepared
 
 logger = logging.getLogger("ocean_trio.live_events")
 
@@ -38,7 +38,7 @@ class Handler(Protocol):
 
     def group_of(self, event: WebhookEvent) -> str | None: ...
 
-    async def handle(self, event: WebhookEvent) -> EventOutcome: ...
+    async def prepare(self, event: WebhookEvent) -> Prepared: ...
 
 
 Parse = Callable[[bytes], Awaitable[EventPayload]]
@@ -74,7 +74,12 @@ class LiveEventsPipeline:
 
     ``submit`` journals the event; workers take ready groups from the dispatcher, so each
     group is processed in order, one event at a time, while different groups run in
-    parallel. ``backlog`` events of this path are pending in the journal already (a restart).
+    parallel. A worker hands an event's write to a task of its own and takes the next ready
+    group: the event's group is released, and the event marked finished in the journal,
+    only once the write is done, so order and "done after applied" hold while writes of many
+    events wait together (and the applier batches them). Those tasks are bounded by the
+    window: each holds an event in memory. ``backlog`` events of this path are pending in
+    the journal already (a restart).
     """
 
     def __init__(
@@ -189,7 +194,7 @@ class LiveEventsPipeline:
         """Run the workers and the feeder until cancelled; ``started()`` once they wait."""
         async with trio.open_nursery() as nursery:
             for _ in range(self._workers):
-                nursery.start_soon(self._work)
+                nursery.start_soon(self._work, nursery)
             nursery.start_soon(self._feed)
             task_status.started()
 
@@ -227,28 +232,36 @@ class LiveEventsPipeline:
                 self._spilled = False
                 self._update_idle()
 
-    async def _work(self) -> None:
+    async def _work(self, nursery: trio.Nursery) -> None:
         while True:
             group, entry = await self._dispatcher.take()
-            outcome = await self._process(entry)
-            attempts = max((run.attempts for run in outcome.runs), default=0)
-            await self._journal.complete(entry, outcome.status, outcome.error, attempts)
-            self._dispatcher.release(group)
-            self._in_memory -= 1
-            self._bytes -= entry.size
-            if self._spilled:
-                self._wake.set()
-            self._finished(entry, outcome)
+            prepared = await self._prepare(entry)
+            if prepared.writes:
+                nursery.start_soon(self._finish, group, entry, prepared)
+            else:
+                await self._finish(group, entry, prepared)
 
-    async def _process(self, entry: JournalEntry) -> EventOutcome:
+    async def _finish(self, group: str, entry: JournalEntry, prepared: Prepared) -> None:
+        outcome = await prepared.finish()
+        attempts = max((run.attempts for run in outcome.runs), default=0)
+        await self._journal.complete(entry, outcome.status, outcome.error, attempts)
+        self._dispatcher.release(group)
+        self._in_memory -= 1
+        self._bytes -= entry.size
+        if self._spilled:
+            self._wake.set()
+        self._finished(entry, outcome)
+
+    async def _prepare(self, entry: JournalEntry) -> Prepared:
         if not entry.parsed:
             try:
                 payload = await self._parse(entry.event.body)
             except InvalidBodyError as error:
                 logger.error("event %s: its stored body is unusable: %s", entry.seq, error)
-                return EventOutcome(EventStatus.DEAD, error=f"stored body unusable: {error}")
+                outcome = EventOutcome(EventStatus.DEAD, error=f"stored body unusable: {error}")
+                return Prepared(outcome)
             entry = JournalEntry(entry.seq, attrs.evolve(entry.event, payload=payload))
-        return await self._handler.handle(entry.event)
+        return await self._handler.prepare(entry.event)
 
     def _finished(self, entry: JournalEntry, outcome: EventOutcome) -> None:
         self._outcomes[outcome.status.value] += 1

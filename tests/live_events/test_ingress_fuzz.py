@@ -24,7 +24,7 @@ from ocean_trio.live_events._ingress import WebhookIngress
 from ocean_trio.live_events._journal import EventStatus
 from ocean_trio.live_events._json import BodyParser
 from ocean_trio.live_events._memory_journal import MemoryJournal
-from ocean_trio.live_events._outcome import EventOutcome
+from ocean_trio.live_events._outcome import Prepared
 from ocean_trio.live_events._pipeline import LiveEventsPipeline
 from ocean_trio.live_events._signatures import HmacSignature
 from ocean_trio.testing import sign_hmac_sha256
@@ -39,7 +39,7 @@ class _Handler:
         value = event.payload.get("id")
         return None if value is None else str(value)
 
-    async def handle(self, event: WebhookEvent) -> EventOutcome:
+    async def prepare(self, event: WebhookEvent) -> Prepared:
         await trio.sleep_forever()  # nothing finishes: the journal fills up (503)
         raise AssertionError("unreachable")
 

@@ -17,7 +17,7 @@ from ocean_trio.live_events._ingress import WebhookIngress
 from ocean_trio.live_events._journal import EventStatus, Journal, JournalEntry
 from ocean_trio.live_events._json import BodyParser
 from ocean_trio.live_events._memory_journal import MemoryJournal
-from ocean_trio.live_events._outcome import EventOutcome
+from ocean_trio.live_events._outcome import EventOutcome, Prepared
 from ocean_trio.live_events._pipeline import LiveEventsPipeline, Window
 from ocean_trio.live_events._sqlite_journal import SqliteJournal
 
@@ -43,7 +43,7 @@ class ScriptedHandler:
         group = event.payload["group"]
         return None if group is None else str(group)
 
-    async def handle(self, event: WebhookEvent) -> EventOutcome:
+    async def prepare(self, event: WebhookEvent) -> Prepared:
         group, n = event.payload["group"], event.payload["n"]
         self.started.append((group, n))
         self.running[group] += 1
@@ -52,7 +52,7 @@ class ScriptedHandler:
         gate = self.gates.setdefault(n, trio.Event())
         await gate.wait()
         self.running[group] -= 1
-        return EventOutcome(EventStatus.DONE)
+        return Prepared(EventOutcome(EventStatus.DONE))
 
 
 def make_pipeline(
@@ -228,12 +228,12 @@ class RecordingHandler:
     def group_of(self, event: WebhookEvent) -> str | None:
         return str(event.payload["group"])
 
-    async def handle(self, event: WebhookEvent) -> EventOutcome:
+    async def prepare(self, event: WebhookEvent) -> Prepared:
         await self.gate.wait()
         assert self.pipeline is not None
         self.max_in_memory = max(self.max_in_memory, self.pipeline.statistics().in_memory)
         self.done.append((event.payload["group"], event.payload["n"]))
-        return EventOutcome(EventStatus.DONE)
+        return Prepared(EventOutcome(EventStatus.DONE))
 
 
 def _in_group_order(done: list[tuple[str, int]]) -> bool:
