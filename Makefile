@@ -24,7 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.live_events --journal sqlite
 	$(BIN)/python -m benchmarks.live_events --journal memory
 	$(BIN)/python -m benchmarks.live_events --soak 200000
-	$(BIN)/python -m benchmarks.live_events --sink port --workers 32
+	$(BIN)/python -m benchmarks.live_events --sink port --workers 1
 	$(BIN)/python -m benchmarks.big_bodies
 	$(BIN)/python -m benchmarks.resync
 

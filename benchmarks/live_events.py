@@ -289,32 +289,43 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def port_sink(args: argparse.Namespace) -> dict[str, Any]:
-    """The same load with the Port sink (emulator), next to the same run's ceiling."""
-    ceilings, oceans = [], []
+    """The same load with the Port sink (emulator), next to the same run's ceiling and the
+    same run's local catalog (same workers)."""
+    ceilings, locals_, oceans = [], [], []
     for run in range(1, args.runs + 1):
-        progress(f"run {run}/{args.runs}: ceiling, then ocean-trio with the Port sink (emulator)")
+        progress(f"run {run}/{args.runs}: ceiling, local catalog, then the Port sink (emulator)")
         ceilings.append(await run_ceiling(args.events, args.concurrency))
+        locals_.append(await run_ocean(args.events, args.concurrency, args.workers, args.journal))
         oceans.append(
             await run_ocean_port(args.events, args.concurrency, args.workers, args.journal)
         )
-        progress(f"  end to end {oceans[-1]['end_to_end_rate']:,.0f} events/s")
+        progress(
+            f"  end to end {oceans[-1]['end_to_end_rate']:,.0f} events/s into Port,"
+            f" {locals_[-1]['end_to_end_rate']:,.0f} into the local catalog"
+        )
     ratios = [
         o["end_to_end_rate"] / c["accept_rate"] for c, o in zip(ceilings, oceans, strict=True)
+    ]
+    to_local = [
+        o["end_to_end_rate"] / lc["end_to_end_rate"] for lc, o in zip(locals_, oceans, strict=True)
     ]
     return {
         "benchmark": "live_events_port_sink",
         "events": args.events,
         "runs": args.runs,
+        "event_workers_count": args.workers,
         "journal": args.journal,
         "ceiling_rate": _median(ceilings, "accept_rate"),
+        "local_end_to_end_rate": _median(locals_, "end_to_end_rate"),
         "accept_rate": _median(oceans, "accept_rate"),
         "end_to_end_rate": _median(oceans, "end_to_end_rate"),
         "ratio_end_to_end_to_ceiling": float(statistics.median(ratios)),
+        "ratio_end_to_end_to_local": float(statistics.median(to_local)),
         "port_calls_per_1000_events": _median(oceans, "port_calls_per_1000_events"),
         "entities_per_bulk_upsert": _median(oceans, "entities_per_bulk_upsert"),
         "peak_rss_mb": _median(oceans, "peak_rss_mb"),
-        "lost_events": max(r["lost_events"] for r in oceans),
-        "per_run": {"ceiling": ceilings, "ocean_trio": oceans},
+        "lost_events": max(r["lost_events"] for r in oceans + locals_),
+        "per_run": {"ceiling": ceilings, "local": locals_, "ocean_trio": oceans},
     }
 
 
