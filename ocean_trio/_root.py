@@ -6,6 +6,7 @@ the first two let it serve HTTP too (``serve_http=True``), the last is served by
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import sys
@@ -26,6 +27,7 @@ from ._integration import Integration, OnStart, using
 from ._resources import load_blueprints, load_mapping, mapping_file, port_mapping
 from ._serve import HttpListener
 from ._settings import EventListenerSettings, Settings
+from ._state_lock import hold_state_folder
 from ._version import __version__
 from .catalog._applier import Applier
 from .catalog._local import LocalCatalog
@@ -128,10 +130,14 @@ async def open_app(
             " or the Port sink (Port's signature): POST /resync would be open to anyone"
         )
     parser = BodyParser(max_depth=settings.live_events.max_json_depth)
-    listener = HttpListener.bind(settings.http.host, settings.http.port) if serve_http else None
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL_SECONDS))
-    try:
+    with contextlib.ExitStack() as stack:
+        # Before binding or opening anything: a second process on the folder stops here.
+        stack.enter_context(hold_state_folder(settings.resolve(base, settings.state_path)))
+        listener = HttpListener.bind(settings.http.host, settings.http.port) if serve_http else None
+        if listener is not None:
+            stack.callback(listener.close)
+        stack.callback(sys.setswitchinterval, sys.getswitchinterval())
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS))
         async with (
             # Outlives every component that maps; its worker processes start on the first
             # big input only.
@@ -179,10 +185,6 @@ async def open_app(
                         yield app
                 finally:
                     integration.detach()
-    finally:
-        sys.setswitchinterval(switch_interval)
-        if listener is not None:
-            listener.close()
 
 
 @asynccontextmanager
