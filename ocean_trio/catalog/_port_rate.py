@@ -47,19 +47,19 @@ class PortRate:
     async def acquire(self) -> None:
         """Wait until one more request may start."""
         async with self._lock:  # first come, first served
-            now = trio.current_time()
-            if now < self._paused_until:
-                await trio.sleep_until(self._paused_until)
-                self._tokens, self._stamp = 1.0, trio.current_time()
-                now = self._stamp
-            rate = self.current
-            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * rate)
-            self._stamp = now
-            if self._tokens < 1:
+            while True:
+                now = trio.current_time()
+                if now < self._paused_until:
+                    # Port said nothing is left until its reset (also while this one slept).
+                    await trio.sleep_until(self._paused_until)
+                    continue
+                rate = self.current
+                self._tokens = min(self._burst, self._tokens + (now - self._stamp) * rate)
+                self._stamp = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
                 await trio.sleep((1 - self._tokens) / rate)
-                self._tokens = 1.0
-                self._stamp = trio.current_time()
-            self._tokens -= 1
 
     def observe(self, headers: Mapping[str, str], *, in_flight: int = 0) -> None:
         """Adapt to an answer's ``x-ratelimit-remaining`` and ``x-ratelimit-reset``."""

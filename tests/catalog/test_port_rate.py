@@ -50,7 +50,26 @@ async def test_requests_in_flight_count_against_what_is_left(
 async def test_nothing_left_waits_for_the_reset(autojump_clock: trio.testing.MockClock) -> None:
     rate = PortRate(rate=100.0, burst=5)
     rate.observe({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "3"})
-    assert await starts(rate, 2) == pytest.approx([3.0, 3.01])
+    # at the reset Port's window is fresh: the burst is allowed again
+    assert await starts(rate, 2) == pytest.approx([3.0, 3.0])
+
+
+async def test_a_pause_announced_while_a_request_waits_holds_it_too(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rate = PortRate(rate=1.0, burst=1)
+    await rate.acquire()  # the one token: the next waits until t=1
+    started: list[float] = []
+
+    async def next_request() -> None:
+        await rate.acquire()
+        started.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(next_request)
+        await trio.sleep(0.5)
+        rate.observe({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "3"})
+    assert started == pytest.approx([3.5])
 
 
 async def test_a_reset_given_as_an_epoch_is_read_as_one(
