@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
 from ..resync._state import Reconciliation
-from ..resync._target import ResyncRun, WriteCounts
+from ..resync._target import ResyncRun, WriteCounts, deletion_refusal
 from ._changes import EntityChanges, WriteOptions
 
 _T = TypeVar("_T")
@@ -153,7 +153,7 @@ def _reconcile(db: sqlite3.Connection, run: ResyncRun, threshold: float) -> Reco
             "SELECT COUNT(*) FROM entities WHERE updated_at < ? AND seen IS NOT ?",
             (run.started_at, run.id),
         ).fetchone()
-        reason = refusal(owned, stale, threshold)
+        reason = deletion_refusal(owned, stale, threshold)
         deleted = 0
         if stale and reason is None:
             deleted = db.execute(
@@ -165,17 +165,3 @@ def _reconcile(db: sqlite3.Connection, run: ResyncRun, threshold: float) -> Reco
         db.execute("ROLLBACK")
         raise
     return Reconciliation(owned=owned, stale=stale, deleted=deleted, skipped_reason=reason)
-
-
-def refusal(owned: int, stale: int, threshold: float) -> str | None:
-    """Why deleting ``stale`` of ``owned`` entities is refused, or None (Ocean's rule:
-    delete only when ``stale / owned <= threshold``)."""
-    if not stale:
-        return None
-    rate = stale / owned
-    if rate <= threshold:
-        return None
-    return (
-        f"{stale} of {owned} owned entities ({rate:.0%}) would be deleted, more than"
-        f" entityDeletionThreshold {threshold:g}: nothing deleted"
-    )

@@ -14,6 +14,7 @@ import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
+    Awaitable,
     Callable,
     Iterator,
     Mapping,
@@ -21,7 +22,7 @@ from collections.abc import (
 )
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import attrs
@@ -31,6 +32,8 @@ import trio
 from .._exceptions import PortApiError, PortUnreachableError
 from .._retry import RetryPolicy
 from ._port_rate import PortRate
+
+_T = TypeVar("_T")
 
 logger = logging.getLogger("ocean_trio.port")
 
@@ -357,13 +360,7 @@ class PortClient:
             errors.extend(result.errors)
 
         batches = _batches(entities)
-        if len(batches) == 1:
-            await send(batches[0])
-        else:
-            with _one_error():
-                async with trio.open_nursery() as nursery:
-                    for batch in batches:
-                        nursery.start_soon(send, batch)
+        await _each(send, batches)
         return UpsertResult(tuple(upserted), tuple(errors))
 
     async def _upsert_batch(
@@ -414,10 +411,7 @@ class PortClient:
                     )
                 )
 
-        with _one_error():
-            async with trio.open_nursery() as nursery:
-                for entity in batch:
-                    nursery.start_soon(one, entity)
+        await _each(one, batch)
         return UpsertResult(tuple(upserted), tuple(errors))
 
     async def upsert_entity(
@@ -446,13 +440,7 @@ class PortClient:
             list(identifiers[start : start + BULK_DELETE_MAX])
             for start in range(0, len(identifiers), BULK_DELETE_MAX)
         ]
-        if len(chunks) == 1:
-            await send(chunks[0])
-        elif chunks:
-            with _one_error():
-                async with trio.open_nursery() as nursery:
-                    for chunk in chunks:
-                        nursery.start_soon(send, chunk)
+        await _each(send, chunks)
         return deleted
 
     async def delete_entity(
@@ -510,13 +498,7 @@ class PortClient:
         chunks = [
             identifiers[i : i + SEARCH_CHUNK] for i in range(0, len(identifiers), SEARCH_CHUNK)
         ]
-        if len(chunks) == 1:
-            await search(chunks[0])
-        elif chunks:
-            with _one_error():
-                async with trio.open_nursery() as nursery:
-                    for chunk in chunks:
-                        nursery.start_soon(search, chunk)
+        await _each(search, chunks)
         return found
 
     async def owned_entity_pages(
@@ -629,6 +611,18 @@ class PortClient:
         if not isinstance(credentials, dict):
             return None
         return KafkaCredentials(str(credentials["username"]), str(credentials["password"]))
+
+
+async def _each(fn: Callable[[_T], Awaitable[None]], parts: Sequence[_T]) -> None:
+    """``fn(part)`` for every part, concurrently (in this task when there is one); a failure
+    raises one error, as ``_one_error`` picks it."""
+    if len(parts) == 1:
+        await fn(parts[0])
+        return
+    with _one_error():
+        async with trio.open_nursery() as nursery:
+            for part in parts:
+                nursery.start_soon(fn, part)
 
 
 @contextmanager

@@ -53,7 +53,7 @@ from typing import Any
 
 from .._entity import Entity, EntityKey, identifier_key
 from ..resync._state import Reconciliation
-from ..resync._target import ResyncRun, WriteCounts
+from ..resync._target import ResyncRun, WriteCounts, deletion_refusal
 from ._changes import EntityChanges, WriteOptions
 from ._port_client import OWNED_PAGE_SIZE, PortClient
 from ._port_diff import (
@@ -73,20 +73,6 @@ def resync_start(started_at: float) -> datetime:
     rounded down to one. An entity written in that very millisecond counts as written during
     the resync (never deleted, never overwritten): the safe side of the rounding."""
     return datetime.fromtimestamp(math.floor(started_at * 1000) / 1000, UTC)
-
-
-def deletion_refusal(owned: int, stale: int, threshold: float) -> str | None:
-    """Why deleting ``stale`` of ``owned`` entities is refused, or None: Ocean's rule, delete
-    only when ``stale / owned <= threshold`` (0 never deletes, 1 always does)."""
-    if not stale:
-        return None
-    rate = stale / owned
-    if rate <= threshold:
-        return None
-    return (
-        f"{stale} of {owned} owned entities ({rate:.0%}) would be deleted, more than"
-        f" entityDeletionThreshold {threshold:g}: nothing deleted"
-    )
 
 
 class ProducedKeys:

@@ -23,6 +23,21 @@ class ResyncRun:
     started_at: float
 
 
+def deletion_refusal(owned: int, stale: int, threshold: float) -> str | None:
+    """Why deleting ``stale`` of ``owned`` entities is refused, or None: Ocean's rule, delete
+    only when ``stale / owned <= threshold`` (0 never deletes, 1 always does). Both sinks'
+    ``reconcile`` apply it."""
+    if not stale:
+        return None
+    rate = stale / owned
+    if rate <= threshold:
+        return None
+    return (
+        f"{stale} of {owned} owned entities ({rate:.0%}) would be deleted, more than"
+        f" entityDeletionThreshold {threshold:g}: nothing deleted"
+    )
+
+
 @attrs.frozen
 class WriteCounts:
     """What one ``write`` did: entities written, left as they were, refused (and why)."""
