@@ -23,9 +23,8 @@ from ocean_trio import (
     EventStatus,
     Integration,
 )
-from ocean_trio.catalog._port_client import PortClient
 from ocean_trio.catalog._port_sink import PortSink
-from ocean_trio.testing import TestServer, make_settings, serve_integration
+from ocean_trio.testing import TestServer, make_settings, port_client_for, serve_integration
 from ocean_trio.testing._port_emulator import PortEmulator, serve_port_emulator
 
 from .processors import ItemProcessor
@@ -151,15 +150,7 @@ async def test_a_port_outage_is_retried(integration_root: Path, tmp_path: Path) 
 async def test_many_events_are_coalesced_into_bulk_calls() -> None:
     emulator = PortEmulator()
     emulator.blueprints["item"] = {"identifier": "item", "title": "Item"}  # any property
-    async with (
-        serve_port_emulator(emulator) as url,
-        PortClient.open(
-            base_url=url,
-            client_id=emulator.client_id,
-            client_secret=emulator.client_secret,
-            user_agent="port-ocean/test/0.1.0/t/exporter",
-        ) as client,
-    ):
+    async with port_client_for(emulator, user_agent="port-ocean/test/0.1.0/t/exporter") as client:
         batch = [
             EntityChanges((Entity(f"e{i % 30}", "item", properties={"n": i}),)) for i in range(60)
         ]

@@ -35,7 +35,13 @@ from ._kafka import (
     open_port_kafka,
     resync_request_message,
 )
-from ._port_emulator import Faults, PortEmulator, RecordedRequest, serve_port_emulator
+from ._port_emulator import (
+    Faults,
+    PortEmulator,
+    RecordedRequest,
+    port_client_for,
+    serve_port_emulator,
+)
 
 __all__ = [
     "Faults",
@@ -46,6 +52,7 @@ __all__ = [
     "integration_change_message",
     "make_settings",
     "open_port_kafka",
+    "port_client_for",
     "resync_request_message",
     "serve_integration",
     "serve_port_emulator",

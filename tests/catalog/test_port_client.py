@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from ocean_trio.catalog._port_client import (
     PortClient,
     _asked_delay,
 )
-from ocean_trio.testing._port_emulator import PortEmulator, serve_port_emulator
+from ocean_trio.testing._port_emulator import PortEmulator, port_client_for
 
 SERVICE = {
     "identifier": "service",
@@ -36,17 +37,12 @@ SERVICE = {
 async def port(**client_options: object) -> AsyncIterator[tuple[PortEmulator, PortClient]]:
     emulator = PortEmulator()
     emulator.blueprints["service"] = dict(SERVICE)
-    async with serve_port_emulator(emulator) as url:
-        options: dict[str, object] = {
-            "base_url": url,
-            "client_id": emulator.client_id,
-            "client_secret": emulator.client_secret,
-            "user_agent": "port-ocean/test/0.1.0/test-integration/exporter",
-            "retry": RetryPolicy(max_attempts=6, initial_delay=0.01, jitter=0.2),
-            **client_options,
-        }
-        async with PortClient.open(**options) as client:
-            yield emulator, client
+    options: dict[str, Any] = {
+        "retry": RetryPolicy(max_attempts=6, initial_delay=0.01, jitter=0.2),
+        **client_options,
+    }
+    async with port_client_for(emulator, **options) as client:
+        yield emulator, client
 
 
 def services(count: int, **properties: str) -> list[dict[str, object]]:

@@ -25,7 +25,7 @@ from ocean_trio.catalog._port_resync import (
 )
 from ocean_trio.catalog._port_sink import PortSink
 from ocean_trio.resync._target import ResyncRun, WriteCounts
-from ocean_trio.testing._port_emulator import PortEmulator, serve_port_emulator
+from ocean_trio.testing._port_emulator import PortEmulator, port_client_for
 
 UA = "port-ocean/test/0.1.0/test-integration/exporter"
 OTHER_INTEGRATION = "port-ocean/test/0.1.0/someone-else/exporter"
@@ -44,17 +44,10 @@ async def port() -> AsyncIterator[tuple[PortEmulator, PortClient]]:
     emulator = PortEmulator()
     for blueprint in BLUEPRINTS:
         emulator.blueprints[blueprint["identifier"]] = {"schema": {}, **blueprint}
-    async with (
-        serve_port_emulator(emulator) as url,
-        PortClient.open(
-            base_url=url,
-            client_id=emulator.client_id,
-            client_secret=emulator.client_secret,
-            user_agent=UA,
-            retry=RetryPolicy(max_attempts=4, initial_delay=0.01),
-            requests_per_second=10_000,
-        ) as client,
-    ):
+    retry = RetryPolicy(max_attempts=4, initial_delay=0.01)
+    async with port_client_for(
+        emulator, user_agent=UA, retry=retry, requests_per_second=10_000
+    ) as client:
         yield emulator, client
 
 

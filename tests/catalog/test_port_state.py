@@ -13,7 +13,7 @@ from ocean_trio._retry import RetryPolicy
 from ocean_trio.catalog._port_client import PortClient
 from ocean_trio.catalog._port_state import next_resync, report_resync_state, resync_state_body
 from ocean_trio.resync._state import ResyncState, ResyncStatus
-from ocean_trio.testing._port_emulator import PortEmulator, serve_port_emulator
+from ocean_trio.testing._port_emulator import PortEmulator, port_client_for
 
 UA = "port-ocean/test/0.1.0/my-integration/exporter"
 START = datetime(2024, 5, 1, 12, tzinfo=UTC).timestamp()
@@ -23,16 +23,8 @@ START = datetime(2024, 5, 1, 12, tzinfo=UTC).timestamp()
 async def port() -> AsyncIterator[tuple[PortEmulator, PortClient]]:
     emulator = PortEmulator()
     emulator.integrations["my-integration"] = {"identifier": "my-integration", "config": {}}
-    async with (
-        serve_port_emulator(emulator) as url,
-        PortClient.open(
-            base_url=url,
-            client_id=emulator.client_id,
-            client_secret=emulator.client_secret,
-            user_agent=UA,
-            retry=RetryPolicy(max_attempts=4, initial_delay=0.01),
-        ) as client,
-    ):
+    retry = RetryPolicy(max_attempts=4, initial_delay=0.01)
+    async with port_client_for(emulator, user_agent=UA, retry=retry) as client:
         yield emulator, client
 
 

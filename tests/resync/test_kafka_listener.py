@@ -29,7 +29,12 @@ from ocean_trio.resync._kafka import (
     KafkaSubscription,
 )
 from ocean_trio.resync._kafka_messages import RESYNC_REQUESTS_TOPIC_FLAG
-from ocean_trio.testing import PortEmulator, PortKafka, open_port_kafka, serve_port_emulator
+from ocean_trio.testing import (
+    PortEmulator,
+    PortKafka,
+    open_port_kafka,
+    port_client_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -109,13 +114,7 @@ async def setup(
     emulator.organization["id"] = f"org_{uuid.uuid4().hex[:12]}"
     emulator.organization["featureFlags"] = list(flags)
     async with (
-        serve_port_emulator(emulator) as url,
-        PortClient.open(
-            base_url=url,
-            client_id=emulator.client_id,
-            client_secret=emulator.client_secret,
-            user_agent="port-ocean/test/0.1.0/fake/exporter",
-        ) as port,
+        port_client_for(emulator, user_agent="port-ocean/test/0.1.0/fake/exporter") as port,
         open_port_kafka(bootstrap, str(emulator.organization["id"])) as kafka,
     ):
         if topics:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ocean_trio.catalog._port_client import KafkaCredentials, PortClient
+from ocean_trio.catalog._port_client import KafkaCredentials
 from ocean_trio.resync._kafka import PORT_BROKERS, KafkaListenerSettings, consumer_config
 from ocean_trio.resync._kafka_messages import (
     RESYNC_REQUESTS_TOPIC_FLAG,
@@ -20,8 +20,8 @@ from ocean_trio.resync._kafka_messages import (
 from ocean_trio.testing import (
     PortEmulator,
     integration_change_message,
+    port_client_for,
     resync_request_message,
-    serve_port_emulator,
 )
 
 ME = "my-integration"
@@ -178,15 +178,7 @@ def test_consumer_config_without_sasl_or_security() -> None:
 async def test_port_client_reads_the_organization_and_the_kafka_credentials() -> None:
     emulator = PortEmulator()
     emulator.organization["featureFlags"] = [RESYNC_REQUESTS_TOPIC_FLAG]
-    async with (
-        serve_port_emulator(emulator) as url,
-        PortClient.open(
-            base_url=url,
-            client_id=emulator.client_id,
-            client_secret=emulator.client_secret,
-            user_agent="test",
-        ) as port,
-    ):
+    async with port_client_for(emulator, user_agent="test") as port:
         organization = await port.get_organization()
         assert organization["id"] == "org_emulated"
         assert organization["featureFlags"] == [RESYNC_REQUESTS_TOPIC_FLAG]

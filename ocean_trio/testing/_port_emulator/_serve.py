@@ -7,11 +7,13 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from ...catalog._port_client import PortClient
 from ._emulator import PortEmulator
 
 _log = logging.getLogger("ocean_trio.testing.port_emulator")
@@ -47,6 +49,28 @@ async def serve_port_emulator(
             yield urls[0]
         finally:
             shutdown.set()
+
+
+@asynccontextmanager
+async def port_client_for(
+    emulator: PortEmulator,
+    *,
+    user_agent: str = "port-ocean/test/0.1.0/test-integration/exporter",
+    **options: Any,
+) -> AsyncIterator[PortClient]:
+    """Serve ``emulator`` and yield a ``PortClient`` logged in with its credentials
+    (``options``: the client's own, such as ``retry`` or ``requests_per_second``)."""
+    async with (
+        serve_port_emulator(emulator) as url,
+        PortClient.open(
+            base_url=url,
+            client_id=emulator.client_id,
+            client_secret=emulator.client_secret,
+            user_agent=user_agent,
+            **options,
+        ) as client,
+    ):
+        yield client
 
 
 def run_port_emulator(host: str, port: int, *, client_id: str, client_secret: str) -> int:
