@@ -15,15 +15,18 @@ from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 import trio
 
-from ocean_trio import ConfigError, Entity, WebhookEvent, load_integration
+from ocean_trio import ConfigError, WebhookEvent, load_integration
 from ocean_trio._integration import Integration, using
 from ocean_trio.mapping import CompiledPortAppConfig, live_event_changes, load_port_app_config
 from ocean_trio.resync._context import EventContext, event_context
 from ocean_trio.testing import make_settings
+
+from .mapped import by_key, resync_entities
 
 FAKE_ROOT = Path(__file__).resolve().parents[2] / "integrations" / "fake"
 MAPPING = FAKE_ROOT / ".port" / "resources" / "port-app-config.yml"
@@ -236,22 +239,41 @@ class ClientSpy:
         return client
 
 
+@attrs.define
+class SpiedHandler:
+    """The demo's issue handler against a served tracker, its HTTP clients recorded."""
+
+    integration: Integration
+    handler: Any
+    spy: ClientSpy
+    api: Any
+    context: EventContext
+
+
+@asynccontextmanager
+async def spied_issue_handler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[SpiedHandler]:
+    compiled = mapping()
+    resource = compiled.config.resources[ISSUE]
+    async with served(fake_service.TrackerState(seed=7)) as (url, api):
+        integration = integration_for(tmp_path, url, pageSize=5)
+        handler = handler_of(integration, "issue")
+        spy = ClientSpy(handler.__globals__["tracker_client"])
+        monkeypatch.setitem(handler.__globals__, "tracker_client", spy)
+        context = EventContext(port_app_config=compiled.config, resource_config=resource)
+        yield SpiedHandler(integration, handler, spy, api, context)
+
+
 async def test_stopping_after_one_batch_closes_the_client_and_asks_no_more(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = fake_service.TrackerState(seed=7)
-    compiled = mapping()
-    resource = compiled.config.resources[ISSUE]
     with trio.fail_after(TIMEOUT):
-        async with served(state) as (url, api):
-            integration = integration_for(tmp_path, url, pageSize=5)
-            handler = handler_of(integration, "issue")
-            spy = ClientSpy(handler.__globals__["tracker_client"])
-            monkeypatch.setitem(handler.__globals__, "tracker_client", spy)
-            context = EventContext(port_app_config=compiled.config, resource_config=resource)
+        async with spied_issue_handler(tmp_path, monkeypatch) as spied:
+            integration, handler, spy, api = spied.integration, spied.handler, spied.spy, spied.api
             with (
                 using(integration),
-                event_context(context),
+                event_context(spied.context),
                 warnings.catch_warnings(record=True) as caught,
             ):
                 warnings.simplefilter("always")
@@ -277,43 +299,21 @@ async def test_stopping_after_one_batch_closes_the_client_and_asks_no_more(
 async def test_a_tracker_error_fails_the_resync_with_its_message_and_closes_the_client(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = fake_service.TrackerState(seed=7)
-    compiled = mapping()
-    resource = compiled.config.resources[ISSUE]
     with trio.fail_after(TIMEOUT):
-        async with served(state) as (url, api):
-            integration = integration_for(tmp_path, url, pageSize=5)
-            handler = handler_of(integration, "issue")
-            spy = ClientSpy(handler.__globals__["tracker_client"])
-            monkeypatch.setitem(handler.__globals__, "tracker_client", spy)
-            api.fail_from = 1  # the second page
-            context = EventContext(port_app_config=compiled.config, resource_config=resource)
-            with using(integration), event_context(context):
-                async with aclosing(handler("issue")) as batches:
+        async with spied_issue_handler(tmp_path, monkeypatch) as spied:
+            spied.api.fail_from = 1  # the second page
+            with using(spied.integration), event_context(spied.context):
+                async with aclosing(spied.handler("issue")) as batches:
                     first = await batches.__anext__()
                     with pytest.raises(httpx.HTTPStatusError) as raised:
                         await batches.__anext__()
     assert len(first) == 5
     assert str(raised.value).startswith("GET /api/issues?perPage=5&cursor=")
     assert str(raised.value).endswith(': HTTP 503: {"error": "maintenance"}')
-    assert spy.clients[0].is_closed
+    assert spied.spy.clients[0].is_closed
 
 
 # --- the same entities as live events -------------------------------------------------------
-
-
-def by_key(found: Any) -> dict[tuple[str, str], dict[str, Any]]:
-    entities: tuple[Entity, ...] = tuple(found)
-    return {(str(e.blueprint), str(e.identifier)): e.to_port() for e in entities}
-
-
-def resync_entities(
-    compiled: CompiledPortAppConfig, index: int, batch: list[dict[str, Any]]
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """A resync batch mapped as Ocean maps one (``parse_all`` false): the entities passing."""
-    result = compiled.mappers[index].map_items(batch, parse_all=False)
-    assert result.errors == []
-    return by_key(result.passed)
 
 
 async def test_a_resync_maps_to_the_entities_live_events_give(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import pytest
 import trio
 import yaml
 
-from ocean_trio import Entity, PortAppConfig, WebhookEvent, load_integration
+from ocean_trio import PortAppConfig, WebhookEvent, load_integration
 from ocean_trio._integration import Integration, using
 from ocean_trio.mapping import (
     CompiledPortAppConfig,
@@ -31,6 +31,7 @@ from ocean_trio.resync._context import EventContext, event_context
 from ocean_trio.testing import make_settings
 
 from .jira_emulator import JiraEmulator, serve_jira_emulator
+from .mapped import by_key, resync_entities
 
 JIRA_ROOT = Path(__file__).resolve().parents[2] / "integrations" / "jira"
 SHIPPED = JIRA_ROOT / ".port" / "resources" / "port-app-config.yml"
@@ -311,20 +312,6 @@ async def test_stopping_a_handler_early_asks_no_more_and_leaves_nothing_behind(
 
 
 # --- the same entities as live events -------------------------------------------------------
-
-
-def by_key(found: Any) -> dict[tuple[str, str], dict[str, Any]]:
-    entities: tuple[Entity, ...] = tuple(found)
-    return {(str(e.blueprint), str(e.identifier)): e.to_port() for e in entities}
-
-
-def resync_entities(
-    compiled: CompiledPortAppConfig, index: int, batch: list[dict[str, Any]]
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """A resync batch mapped as Ocean maps one (``parse_all`` false): the entities passing."""
-    result = compiled.mappers[index].map_items(batch, parse_all=False)
-    assert result.errors == []
-    return by_key(result.passed)
 
 
 async def live(
