@@ -46,6 +46,9 @@ MapBatch = Callable[
 
 MAX_ERRORS_KEPT = 20  # per kind; the rest are counted, so a broken kind cannot grow memory
 
+HANDLER_CLOSE_SECONDS = 5.0
+"""How long a handler's async generator gets to close (its ``finally``), even when cancelled."""
+
 MAPPED_AHEAD = 1
 """Mapped batches waiting for the writer. One is enough to keep both sides busy when they
 take about as long; more would only hold more memory while the slower side sets the pace."""
@@ -238,7 +241,10 @@ async def _batches(handler: OnResync, kind: str) -> AsyncGenerator[Any, None]:
             async for batch in result:
                 yield batch
         finally:
-            await result.aclose()
+            # Also when the resync is cancelled: the handler's own finally (closing its HTTP
+            # client) gets to run its awaits, for a bounded time.
+            with trio.move_on_after(HANDLER_CLOSE_SECONDS, shield=True):
+                await result.aclose()
     else:
         yield await result
 

@@ -195,3 +195,28 @@ async def test_errors_are_recorded_in_batch_order() -> None:
         "items failed: RuntimeError('the source is down')",
     ]
     assert writer.writes == [[("item", "a")], [("item", "b")], [("other", "c")]]
+
+
+async def test_a_cancelled_resync_lets_the_handler_close_with_its_awaits(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    closed = trio.Event()
+
+    async def items(kind: str) -> AsyncIterator[list[dict[str, Any]]]:
+        try:
+            for page in range(PAGES):
+                await trio.lowlevel.checkpoint()
+                yield [{"id": f"{kind}-{page}", "title": "t"}]
+        finally:
+            await trio.sleep(1)  # e.g. closing its HTTP client
+            closed.set()
+
+    built = Integration()
+    built.on_resync("item")(items)
+    writer = Writer()
+    writer.gate = trio.Event()  # never set: the resync is cancelled mid-write
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(resync, built, writer)
+        await writer.writing.wait()
+        nursery.cancel_scope.cancel()
+    assert closed.is_set()
