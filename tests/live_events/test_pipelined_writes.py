@@ -64,6 +64,8 @@ async def test_one_worker_prepares_other_groups_while_a_write_waits() -> None:
         assert handler.prepared == [("a", 0), ("b", 1), ("c", 3)]
         assert pipeline.statistics().in_memory == 4
         assert pipeline.statistics().outcomes == {}
+        # none is recorded done in the journal before its write is
+        assert (journal.statistics().pending, journal.statistics().completed) == (4, 0)
         handler.gate.set()
         finished = [(await recv.receive())[0].event.payload["n"] for _ in range(4)]
         nursery.cancel_scope.cancel()
