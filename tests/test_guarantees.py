@@ -191,12 +191,12 @@ async def test_a_journal_that_cannot_write_answers_503_and_recovers(
     failures = 1
     real_write = SqliteJournal._write_sync
 
-    def failing_write(self: SqliteJournal, appends: Any, completes: Any) -> None:
+    def failing_write(self: SqliteJournal, appends: Any, completes: Any) -> tuple[int, int]:
         nonlocal failures
         if failures and appends:
             failures -= 1
             raise sqlite3.OperationalError("disk I/O error")
-        real_write(self, appends, completes)
+        return real_write(self, appends, completes)
 
     monkeypatch.setattr(SqliteJournal, "_write_sync", failing_write)
     async with serve_integration(integration(integration_root), make_settings(tmp_path)) as server:

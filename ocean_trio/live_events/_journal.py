@@ -67,6 +67,13 @@ class JournalEntry:
 Admit = Callable[[JournalEntry], None]
 """Called by the journal with each appended entry once committed, in ``seq`` order."""
 
+AppendedElsewhere = Callable[[int], None]
+"""Called by a journal shared with other processes with a ``seq``: pending events numbered
+up to it may exist that were not admitted in this process (another process appended or
+replayed them); pipelines page them in from the journal. Called before any ``Admit`` of a
+higher ``seq``.
+"""
+
 
 @attrs.frozen(eq=False)
 class JournalRecord:
@@ -144,6 +151,13 @@ class Journal(Protocol):
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Background work (group commits, pruning) until cancelled."""
+        ...
+
+    def watch(self, appended_elsewhere: AppendedElsewhere) -> None:
+        """Report events appended by other processes to ``appended_elsewhere`` from now on.
+
+        Only the processing side watches; a journal no other process shares never calls it.
+        """
         ...
 
     async def append(self, event: WebhookEvent, admit: Admit) -> JournalEntry:

@@ -16,6 +16,7 @@ from ._journal import (
     DEFAULT_PURGE,
     PRUNED_STATUSES,
     Admit,
+    AppendedElsewhere,
     EventStatus,
     JournalEntry,
     JournalRecord,
@@ -70,6 +71,9 @@ class MemoryJournal:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         await trio.sleep_forever()
+
+    def watch(self, appended_elsewhere: AppendedElsewhere) -> None:
+        """Never called back: no other process can reach this process's memory."""
 
     async def append(self, event: WebhookEvent, admit: Admit) -> JournalEntry:
         await trio.lowlevel.checkpoint()

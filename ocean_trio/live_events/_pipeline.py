@@ -9,6 +9,11 @@ a replay of dead letters are spills too, so their size never matters.
 
 Invariant: every pending event of this path with ``seq <= cursor`` is in memory or finished;
 while not spilled, that is every pending event of this path.
+
+A pipeline processes only once ``run`` starts: before that (a process that is ingress only
+until it is elected to process) accepted events stay in the journal, and ``run`` begins by
+paging in every pending event of its path. Events other processes append reach it through
+``appended_elsewhere``, as a spill.
 """
 
 from __future__ import annotations
@@ -106,9 +111,9 @@ class LiveEventsPipeline:
         self._in_memory = 0
         self._bytes = 0
         self._backlog = backlog
-        self._spilled = backlog > 0
-        self._cursor = 0 if self._spilled else journal.last_seq
-        self._spill_high = journal.last_seq if self._spilled else 0
+        self._spilled = False
+        self._cursor = 0
+        self._spill_high = 0
         self._pins = 0
         self._wake = trio.Event()
         self._idle = trio.Event()
@@ -116,6 +121,7 @@ class LiveEventsPipeline:
         self._outcomes: collections.Counter[str] = collections.Counter()
         self._observers: list[trio.MemorySendChannel[tuple[JournalEntry, EventOutcome]]] = []
         self._log = LogLimiter(logger)
+        self._processing = False
         self._update_idle()
 
     # --- intake -------------------------------------------------------------------------
@@ -140,6 +146,8 @@ class LiveEventsPipeline:
     def _admit(self, entry: JournalEntry) -> None:
         # Called by the journal for each committed append, in seq order.
         self._accepted += 1
+        if not self._processing:
+            return  # paged in from the journal once this process processes
         if entry.seq <= self._cursor:
             self._backlog += 1  # the feeder read it before this call: it counted it out
         elif not self._spilled and self._fits(entry.size):
@@ -168,6 +176,15 @@ class LiveEventsPipeline:
         self._bytes += entry.size
         self._update_idle()
 
+    def appended_elsewhere(self, high: int) -> None:
+        """Other processes appended (or replayed) events numbered up to ``high``: page in
+        those of this path."""
+        if self._processing and high > self._cursor:
+            self._spilled = True
+            self._spill_high = max(self._spill_high, high)
+            self._wake.set()
+            self._update_idle()
+
     # --- replays --------------------------------------------------------------------------
 
     def pin(self) -> None:
@@ -191,7 +208,16 @@ class LiveEventsPipeline:
     # --- processing -----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the workers and the feeder until cancelled; ``started()`` once they wait."""
+        """Run the workers and the feeder until cancelled; ``started()`` once they wait.
+
+        Starts by paging in every pending event of this path (a restart's backlog, or
+        what arrived while this process was ingress only).
+        """
+        self._processing = True
+        self._spilled = True
+        self._cursor = 0
+        self._spill_high = max(self._spill_high, self._journal.last_seq)
+        self._update_idle()
         async with trio.open_nursery() as nursery:
             for _ in range(self._workers):
                 nursery.start_soon(self._work, nursery)
@@ -220,7 +246,7 @@ class LiveEventsPipeline:
                 if entry.seq > self._cursor:
                     self._enqueue(entry)
                     self._cursor = entry.seq
-                    self._backlog -= 1
+                    self._backlog = max(0, self._backlog - 1)
             if not page and alone:
                 # Nothing pending beyond the cursor up to ``high``: all of it is loaded.
                 self._cursor = max(self._cursor, high)
@@ -304,8 +330,12 @@ class LiveEventsPipeline:
                 event.trace_id,
             )
 
+    def _is_idle(self) -> bool:
+        # A pipeline that does not process (yet) has nothing of its own to finish.
+        return self._in_memory == 0 and not (self._spilled and self._processing)
+
     def _update_idle(self) -> None:
-        idle = self._in_memory == 0 and not self._spilled
+        idle = self._is_idle()
         if idle and not self._idle.is_set():
             self._idle.set()
         elif not idle and self._idle.is_set():
@@ -317,7 +347,7 @@ class LiveEventsPipeline:
 
     async def wait_idle(self) -> None:
         """Wait until no event of this path is pending (in memory or in the journal)."""
-        while not (self._in_memory == 0 and not self._spilled):
+        while not self._is_idle():
             await self._idle.wait()
 
     def statistics(self) -> PipelineStatistics:

@@ -1,4 +1,10 @@
-"""``SqliteJournal``: the durable default journal, in SQLite (WAL) with group commit."""
+"""``SqliteJournal``: the durable default journal, in SQLite (WAL) with group commit.
+
+Several processes of one machine may share the file (ingress processes appending, one
+processing process completing): SQLite serialises their write transactions, the pending
+count is kept by triggers, and a process learns of others' appends from the table's
+high-water mark, read in each of its own commits and by ``look_elsewhere``.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from ._journal import (
     PRUNED_STATUSES,
     UNPARSED,
     Admit,
+    AppendedElsewhere,
     EventStatus,
     JournalEntry,
     JournalRecord,
@@ -59,7 +66,26 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (path, delivery_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_by_age ON deliveries (seen_at);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TRIGGER IF NOT EXISTS pending_added AFTER INSERT ON events WHEN NEW.status = 'pending'
+BEGIN UPDATE counters SET value = value + 1 WHERE name = 'pending'; END;
+CREATE TRIGGER IF NOT EXISTS pending_left AFTER UPDATE OF status ON events
+WHEN OLD.status = 'pending' AND NEW.status != 'pending'
+BEGIN UPDATE counters SET value = value - 1 WHERE name = 'pending'; END;
+CREATE TRIGGER IF NOT EXISTS pending_deleted AFTER DELETE ON events WHEN OLD.status = 'pending'
+BEGIN UPDATE counters SET value = value - 1 WHERE name = 'pending'; END;
 """
+# The pending count, kept by the triggers above for every process sharing the file; set
+# from the table when the file is opened (the counter is new in files of older versions).
+_COUNT_PENDING = (
+    "INSERT INTO counters (name, value) VALUES ('pending',"
+    " (SELECT COUNT(*) FROM events WHERE status = 'pending'))"
+    " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+)
+_PENDING = "SELECT value FROM counters WHERE name = 'pending'"
+# The highest seq ever given out, by any process (AUTOINCREMENT never reuses one).
+_HIGH = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
+BUSY_TIMEOUT_MS = 30_000  # how long a write waits for another process's transaction
 
 # A delivery id counts once per window: a row older than the window is taken over.
 _CLAIM_DELIVERY = (
@@ -122,11 +148,15 @@ class SqliteJournal:
         max_finished: int,
         queue_size: int,
         last_seq: int,
+        on_append: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
         self.path = path
         self._max_pending = max_pending
-        self._pending = pending
+        # Pending events: as of this process's last commit (every process's), plus appends
+        # in flight here, minus completions queued here.
+        self._committed_pending = pending
+        self._appending = 0
         self._window = dedup_window_seconds
         self._retention = retention_seconds
         self._max_finished = max_finished
@@ -140,6 +170,8 @@ class SqliteJournal:
         self._written = trio.Event()  # set while no completion waits to be written
         self._written.set()
         self._queued = 0
+        self._on_append = on_append
+        self._elsewhere: AppendedElsewhere | None = None
 
     @classmethod
     @asynccontextmanager
@@ -152,21 +184,32 @@ class SqliteJournal:
         retention_seconds: float = 24 * 3600,
         max_finished: int = 100_000,
         queue_size: int = 4096,
+        on_append: Callable[[], None] | None = None,
     ) -> AsyncIterator[SqliteJournal]:
-        """Open (creating if needed) the journal at ``path``; closed on exit."""
+        """Open (creating if needed) the journal at ``path``; closed on exit.
+
+        ``on_append`` is called after each commit that appended events (to wake the
+        processing process when it is another one).
+        """
 
         def connect() -> tuple[sqlite3.Connection, int, int]:
             path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            db = sqlite3.connect(
+                path,
+                check_same_thread=False,
+                isolation_level=None,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
             db.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit reaches the disk before the 2xx goes out (NORMAL may lose the
             # last commits on power loss, which would break the acknowledgement's promise).
             db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
-            (pending,) = db.execute(
-                "SELECT COUNT(*) FROM events WHERE status = 'pending'"
-            ).fetchone()
-            (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+            db.executescript(_SCHEMA)  # IF NOT EXISTS: safe beside another process opening it
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(_COUNT_PENDING)
+            (pending,) = db.execute(_PENDING).fetchone()
+            (last,) = db.execute(_HIGH).fetchone()
             return db, int(pending), int(last)
 
         db, pending, last_seq = await trio.to_thread.run_sync(connect)
@@ -180,6 +223,7 @@ class SqliteJournal:
             max_finished=max_finished,
             queue_size=queue_size,
             last_seq=last_seq,
+            on_append=on_append,
         )
         try:
             yield journal
@@ -195,6 +239,30 @@ class SqliteJournal:
     @property
     def last_seq(self) -> int:
         return self._last_seq
+
+    @property
+    def _pending(self) -> int:
+        return self._committed_pending + self._appending - self._queued
+
+    def watch(self, appended_elsewhere: AppendedElsewhere) -> None:
+        self._elsewhere = appended_elsewhere
+
+    async def look_elsewhere(self) -> None:
+        """Learn of events other processes appended (or replayed) since this one last looked."""
+
+        def read() -> tuple[int, int]:
+            (high,) = self._db.execute(_HIGH).fetchone()
+            (pending,) = self._db.execute(_PENDING).fetchone()
+            return int(high), int(pending)
+
+        high, self._committed_pending = await self._call(read)
+        self._seen(high)
+
+    def _seen(self, high: int) -> None:
+        if high > self._last_seq:
+            self._last_seq = high
+            if self._elsewhere is not None:
+                self._elsewhere(high)
 
     # --- the writer -------------------------------------------------------------------------
 
@@ -223,7 +291,11 @@ class SqliteJournal:
         completes = [r for r in batch if not isinstance(r, _Append)]
         try:
             # Not abandoned on cancellation: a commit in flight finishes, so its result is known.
-            await self._call(lambda: self._write_sync(appends, completes))
+            high, self._committed_pending = await self._call(
+                lambda: self._write_sync(appends, completes)
+            )
+            # Others' appends below this commit's: the pipelines page them in before these.
+            self._seen(high)
         except Exception as error:
             logger.error("journal commit of %d records failed: %r", len(batch), error)
             for request in appends:
@@ -238,12 +310,19 @@ class SqliteJournal:
                 request.done.set()
             if self._queued == 0:
                 self._written.set()
+        if self._on_append is not None and any(r.seq is not None for r in appends):
+            self._on_append()
 
-    def _write_sync(self, appends: list[_Append], completes: list[_Complete]) -> None:
+    def _write_sync(
+        self, appends: list[_Append], completes: list[_Complete]
+    ) -> tuple[int, int]:
+        """Commit ``appends`` and ``completes`` in one transaction; the high-water mark
+        before them and the pending count after."""
         db = self._db
         now = time.time()
         db.execute("BEGIN IMMEDIATE")
         try:
+            (high,) = db.execute(_HIGH).fetchone()
             for request in appends:
                 event = request.event
                 if event.delivery_id is not None:
@@ -272,7 +351,9 @@ class SqliteJournal:
                 ).lastrowid
             if completes:
                 db.executemany(_COMPLETE, completes)
+            (pending,) = db.execute(_PENDING).fetchone()
             db.execute("COMMIT")
+            return int(high), int(pending)
         except BaseException:
             db.execute("ROLLBACK")
             for request in appends:
@@ -309,23 +390,24 @@ class SqliteJournal:
 
     async def append(self, event: WebhookEvent, admit: Admit) -> JournalEntry:
         if self._pending >= self._max_pending:
-            await trio.lowlevel.checkpoint()
-            raise JournalFullError(
-                f"{self._pending} events are pending (limit {self._max_pending})"
+            # Other processes may have finished events since this one last committed.
+            (self._committed_pending,) = await self._call(
+                lambda: self._db.execute(_PENDING).fetchone()
             )
-        self._pending += 1
+            if self._pending >= self._max_pending:
+                raise JournalFullError(
+                    f"{self._pending} events are pending (limit {self._max_pending})"
+                )
         request = _Append(event, admit)
+        self._appending += 1
         try:
-            await self._send.send(request)
-            await request.done.wait()
-        except BaseException:
             # Cancelled while queued or committing: the outcome is unknown to the sender,
             # who gets no 2xx and will retry; a committed copy is replayed (at-least-once).
-            if request.seq is None:
-                self._pending -= 1
-            raise
+            await self._send.send(request)
+            await request.done.wait()
+        finally:
+            self._appending -= 1
         if request.seq is None:
-            self._pending -= 1
             if request.duplicate_of is not None:
                 self._duplicates += 1
                 raise DuplicateDeliveryError(request.duplicate_of)
@@ -341,7 +423,6 @@ class SqliteJournal:
         if self._queued == 0:
             self._written = trio.Event()
         self._queued += 1
-        self._pending -= 1
         self._completed += 1
         await self._send.send((status.value, error, attempts, time.time(), entry.seq))
 
@@ -390,7 +471,7 @@ class SqliteJournal:
         )
 
     async def replay(self, seqs: Sequence[int] | None = None) -> ReplayResult:
-        def reappend() -> ReplayResult:
+        def reappend() -> tuple[ReplayResult, int, int]:
             db = self._db
             with db:
                 db.execute("BEGIN IMMEDIATE")
@@ -420,19 +501,20 @@ class SqliteJournal:
                         f"SELECT seq FROM events WHERE {where} ORDER BY seq", args
                     )
                 ]
-                (before,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+                (before,) = db.execute(_HIGH).fetchone()
                 db.execute(_REPLAY_COPY.format(where=where), [time.time(), *args])
                 new = db.execute(
                     "SELECT seq, path FROM events WHERE seq > ? ORDER BY seq", (before,)
                 ).fetchall()
                 db.execute(f"DELETE FROM events WHERE {where}", args)
+                (pending,) = db.execute(_PENDING).fetchone()
             replayed = tuple(Replayed(o, s, p) for o, (s, p) in zip(old, new, strict=True))
-            return ReplayResult(replayed, tuple(missing), tuple(refused))
+            return ReplayResult(replayed, tuple(missing), tuple(refused)), int(before), pending
 
-        result = await self._call(reappend)
+        result, before, self._committed_pending = await self._call(reappend)
+        self._seen(before)  # others' appends below the replayed events
         if result.replayed:
             self._last_seq = max(self._last_seq, result.replayed[-1].seq)
-        self._pending += len(result.replayed)
         self._replayed += len(result.replayed)
         return result
 
