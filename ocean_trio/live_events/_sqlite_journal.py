@@ -313,9 +313,7 @@ class SqliteJournal:
         if self._on_append is not None and any(r.seq is not None for r in appends):
             self._on_append()
 
-    def _write_sync(
-        self, appends: list[_Append], completes: list[_Complete]
-    ) -> tuple[int, int]:
+    def _write_sync(self, appends: list[_Append], completes: list[_Complete]) -> tuple[int, int]:
         """Commit ``appends`` and ``completes`` in one transaction; the high-water mark
         before them and the pending count after."""
         db = self._db
