@@ -16,6 +16,7 @@ run: $(STAMP)
 	$(BIN)/ocean-trio sail integrations/fake
 
 test: $(STAMP)
+	command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
 	$(BIN)/ruff check ocean_trio tests integrations benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest

@@ -12,6 +12,7 @@ import ssl
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import coredis
 import coredis.exceptions
@@ -32,7 +33,7 @@ where the journal meets coredis: ``JournalUnavailableError`` or a logged retry).
 @asynccontextmanager
 async def open_redis(settings: RedisJournalSettings) -> AsyncIterator[coredis.Redis[bytes]]:
     """A client for ``settings.url``; it connects on first use, so Redis may be down now."""
-    options: dict[str, object] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    options: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     if settings.username is not None:
         options["username"] = settings.username
     if settings.password is not None:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 import coredis
 
 from ._journal import EventStatus, JournalRecord, Replayed, ReplayResult
-from ._redis_entries import Fields, RedisKeys, decode_record
+from ._redis_entries import Fields, RedisKeys, decode_record, entry_parts
 from ._redis_scripts import RedisScripts
 
 PAGE = 500  # entries per XRANGE while scanning a stream
@@ -38,19 +38,21 @@ class DeadLetters:
             )
             for _, entry_id in sorted(lowest):
                 entries = await self._client.xrange(self._keys.dead, entry_id, entry_id)
-                found += [decode_record(entry.field_values) for entry in entries]
+                found += [decode_record(entry_parts(entry)[1]) for entry in entries]
         if status in (None, EventStatus.PENDING):
             for shard in range(self._keys.shards):
                 # A shard stream is in seq order (seq and entry made in one script).
                 entries = await self._client.xrange(self._keys.stream(shard), count=limit)
                 found += [
-                    decode_record(entry.field_values, EventStatus.PENDING) for entry in entries
+                    decode_record(entry_parts(entry)[1], EventStatus.PENDING) for entry in entries
                 ]
         return sorted(found, key=lambda record: record.seq)[:limit]
 
     async def replay(self, seqs: Sequence[int] | None) -> ReplayResult:
         """Move the dead letters ``seqs`` (all with None) to the tail of their shard, pending."""
-        dead = {seq: (entry_id, shard, path) async for entry_id, seq, shard, path in self._dead_index()}
+        dead = {
+            seq: (entry_id, shard, path) async for entry_id, seq, shard, path in self._dead_index()
+        }
         missing: list[int] = []
         refused: list[tuple[int, EventStatus]] = []
         if seqs is None:
@@ -101,10 +103,10 @@ class DeadLetters:
         while True:
             entries = await self._client.xrange(key, start, "+", count=PAGE)
             for entry in entries:
-                yield entry.identifier, entry.field_values
+                yield entry_parts(entry)
             if len(entries) < PAGE:
                 return
-            start = b"(" + entries[-1].identifier
+            start = b"(" + entry_parts(entries[-1])[0]
 
 
 def _seq(fields: Fields) -> int:

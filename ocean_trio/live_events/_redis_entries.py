@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Mapping
+from typing import cast
 
 import attrs
+from coredis.response.types import StreamEntry, StreamPendingExt
 
 from ._event import WebhookEvent
 from ._journal import UNPARSED, EventStatus, JournalRecord
@@ -70,6 +72,16 @@ class RedisKeys:
     def shard_of_stream(self, key: bytes | str) -> int:
         name = key.decode() if isinstance(key, bytes) else key
         return int(name.rpartition(":")[2])
+
+
+def entry_parts(entry: StreamEntry) -> tuple[bytes, Fields]:
+    """An entry's id and fields, typed as the ``decode_responses=False`` client returns them."""
+    return cast(bytes, entry.identifier), cast(Fields, entry.field_values)
+
+
+def pending_parts(pending: StreamPendingExt) -> tuple[bytes, int]:
+    """A pending entry's id and how many times it was delivered."""
+    return cast(bytes, pending.identifier), pending.delivered
 
 
 def event_fields(event: WebhookEvent) -> list[str | bytes]:

@@ -15,10 +15,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import cast
 
 import coredis
 import coredis.exceptions
 import trio
+from coredis.response.types import StreamEntry, StreamPendingExt
 
 from .._exceptions import DuplicateDeliveryError, JournalFullError, JournalUnavailableError
 from .._log import LogLimiter
@@ -40,7 +42,9 @@ from ._redis_entries import (
     MalformedEntryError,
     RedisKeys,
     decode_event,
+    entry_parts,
     event_fields,
+    pending_parts,
     public_url,
 )
 from ._redis_leases import ShardLeases
@@ -113,6 +117,7 @@ class RedisJournal:
         self._buffer = ReadBuffer()
         self._recovering: dict[int, bytes] = {}  # shard -> XAUTOCLAIM cursor of its take-over
         self._reading: frozenset[int] = frozenset()  # the shards of the read in flight
+        self._turn = 0
         self._watchers: list[Callable[[int], None]] = []
         self._watched = trio.Event()
         self._wake = trio.Event()
@@ -222,7 +227,11 @@ class RedisJournal:
         self._recovering.pop(shard, None)
         dropped = self._buffer.drop_unclaimed(shard)
         if dropped:
-            logger.error("shard %d: %d read events not started here are left to its next owner", shard, dropped)
+            logger.error(
+                "shard %d: %d read events not started here are left to its next owner",
+                shard,
+                dropped,
+            )
 
     # --- reading --------------------------------------------------------------------------
 
@@ -262,7 +271,7 @@ class RedisJournal:
         next_cursor, entries, *_ = await self._client.xautoclaim(
             stream, GROUP, self._id, 0, cursor, count=min(self._settings.read_count, room)
         )
-        delivered = await self._deliveries(stream, [e.identifier for e in entries])
+        delivered = await self._deliveries(stream, [entry_parts(e)[0] for e in entries])
         if shard in self._recovering:
             if next_cursor == b"0-0":
                 del self._recovering[shard]
@@ -282,11 +291,15 @@ class RedisJournal:
         found = await self._client.xpending(
             stream, GROUP, ids[0], ids[-1], count=len(ids), consumer=self._id
         )
-        return {pending.identifier: pending.delivered for pending in found}  # type: ignore[union-attr]
+        return dict(pending_parts(p) for p in cast(tuple[StreamPendingExt, ...], found))
 
     async def _read_new(self, shards: list[int], room: int) -> None:
-        # Up to ``room`` in all (rounded up per shard), so memory stays bounded.
-        per_shard = max(1, min(self._settings.read_count, -(-room // len(shards))))
+        # At most ``room`` entries in all (COUNT is per stream), so memory stays bounded:
+        # with less room than shards, only ``room`` of them, in turn.
+        if room < len(shards):
+            self._turn = (self._turn + 1) % len(shards)
+            shards = (shards[self._turn :] + shards[: self._turn])[:room]
+        per_shard = min(self._settings.read_count, room // len(shards))
         self._reading = frozenset(shards)
         try:
             reply = await self._client.xreadgroup(
@@ -302,19 +315,21 @@ class RedisJournal:
             self._intake(self._keys.shard_of_stream(key), entries, {})
 
     def _intake(
-        self, shard: int, entries: Sequence[coredis.response.types.StreamEntry], delivered: Mapping[bytes, int]
+        self, shard: int, entries: Sequence[StreamEntry], delivered: Mapping[bytes, int]
     ) -> None:
         """Hold entries just read or claimed; dead-letter those delivered too often."""
         if not entries:
             return
         if shard not in self._leases.owned:
             # The lease went while reading: the shard's new owner takes these over.
-            logger.warning("shard %d: %d entries read after its lease was lost", shard, len(entries))
+            logger.warning(
+                "shard %d: %d entries read after its lease was lost", shard, len(entries)
+            )
             return
         limit = self._settings.pel_max_requeue_count
         added = 0
         for entry in entries:
-            entry_id = bytes(entry.identifier)
+            entry_id, fields = entry_parts(entry)
             if self._buffer.holds(shard, entry_id) or (shard, entry_id) in self._completing_ids:
                 continue
             before = delivered.get(entry_id, 1) - 1
@@ -332,7 +347,7 @@ class RedisJournal:
                 )
                 continue
             try:
-                global_seq, event = decode_event(entry.field_values)  # type: ignore[arg-type]
+                global_seq, event = decode_event(fields)
             except MalformedEntryError as error:
                 self._queue(Completion(shard, entry_id, EventStatus.DEAD.value, str(error), 0))
                 continue
@@ -364,28 +379,30 @@ class RedisJournal:
         idle_ms = int(self._settings.pel_stuck_timeout_seconds * 1000)
         start: bytes | str = "-"
         while (room := self._max_in_memory - len(self._buffer)) > 0:
-            page = await self._client.xpending(
+            reply = await self._client.xpending(
                 stream, GROUP, start, "+", count=STUCK_PAGE, idle=idle_ms
             )
+            page = [pending_parts(p) for p in cast(tuple[StreamPendingExt, ...], reply)]
             stuck = {
-                p.identifier: p.delivered  # type: ignore[union-attr]
-                for p in page
-                if not self._buffer.holds(shard, p.identifier)  # type: ignore[union-attr]
-                and (shard, p.identifier) not in self._completing_ids  # type: ignore[union-attr]
+                entry_id: times
+                for entry_id, times in page
+                if not self._buffer.holds(shard, entry_id)
+                and (shard, entry_id) not in self._completing_ids
             }
             ids = list(stuck)[:room]
             if ids:
                 claimed = await self._client.xclaim(stream, GROUP, self._id, idle_ms, ids)
+                entries = cast(tuple[StreamEntry, ...], claimed)
                 logger.warning(
                     "shard %d: took back %d event(s) pending for more than %gs elsewhere",
                     shard,
-                    len(claimed),
+                    len(entries),
                     self._settings.pel_stuck_timeout_seconds,
                 )
-                self._intake(shard, claimed, {i: stuck[i] + 1 for i in ids})  # type: ignore[arg-type]
+                self._intake(shard, entries, {i: stuck[i] + 1 for i in ids})
             if len(page) < STUCK_PAGE:
                 return
-            start = b"(" + page[-1].identifier  # type: ignore[union-attr]
+            start = b"(" + page[-1][0]
 
     # --- completions ----------------------------------------------------------------------
 
@@ -437,9 +454,7 @@ class RedisJournal:
         instance owns the shard (maybe this one), like those other instances appended.
         """
         dedup_key = (
-            None
-            if event.delivery_id is None
-            else self._keys.dedup(event.path, event.delivery_id)
+            None if event.delivery_id is None else self._keys.dedup(event.path, event.delivery_id)
         )
         with self._unavailable("could not record the event"):
             result = await self._scripts.append(
@@ -452,7 +467,9 @@ class RedisJournal:
             )
         if result.outcome == "full":
             self._pending = result.pending
-            raise JournalFullError(f"{result.pending} events are pending (limit {self._max_pending})")
+            raise JournalFullError(
+                f"{result.pending} events are pending (limit {self._max_pending})"
+            )
         if result.outcome == "duplicate":
             self._duplicates += 1
             raise DuplicateDeliveryError(result.first_trace_id)

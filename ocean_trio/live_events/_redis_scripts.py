@@ -255,7 +255,7 @@ class RedisScripts:
 
     async def heartbeat(self, instance_id: str, ttl_ms: int) -> int:
         """Mark ``instance_id`` live for ``ttl_ms``; returns how many instances are live."""
-        reply = await self._heartbeat(keys=[self._keys.instances], args=[instance_id, ttl_ms])
+        reply: Any = await self._heartbeat(keys=[self._keys.instances], args=[instance_id, ttl_ms])
         return int(cast(int, reply))
 
     async def renew(self, instance_id: str, shards: Sequence[int], ttl_ms: int) -> list[bool]:
@@ -277,7 +277,7 @@ class RedisScripts:
         keys = [self._keys.lease(shard) for shard in shards]
         if leave:
             keys.insert(0, self._keys.instances)
-        reply = await self._release(
+        reply: Any = await self._release(
             keys=keys, args=[instance_id, "leave" if leave else "stay"]
         )
         return int(cast(int, reply))

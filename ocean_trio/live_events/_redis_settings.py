@@ -91,6 +91,8 @@ def _check_pem(name: str, value: str | None) -> None:
     try:
         text = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise ConfigError(f"redis.{name} is not base64 (a base64-encoded PEM is expected)") from None
+        raise ConfigError(
+            f"redis.{name} is not base64 (a base64-encoded PEM is expected)"
+        ) from None
     if b"-----BEGIN" not in text:
         raise ConfigError(f"redis.{name} is base64 but not a PEM (no -----BEGIN line)")
