@@ -166,6 +166,11 @@ class RedisJournal:
         return self._buffer.last_seq
 
     @property
+    def held(self) -> int:
+        """How many entries this instance has read and not yet finished (at most ``max_in_memory``)."""
+        return len(self._buffer)
+
+    @property
     def owned_shards(self) -> frozenset[int]:
         """The shards this instance holds the lease of."""
         return self._leases.owned
