@@ -181,9 +181,3 @@ def _salvage(fields: Fields) -> tuple[int, WebhookEvent]:
 def _optional(fields: Fields, name: bytes) -> str | None:
     value = fields.get(name)
     return None if value is None else value.decode(errors="replace")
-
-
-def public_url(url: str) -> str:
-    """``url`` without its login, for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    return scheme + sep + rest.rpartition("@")[2] if sep else url

@@ -45,11 +45,10 @@ from ._redis_entries import (
     entry_parts,
     event_fields,
     pending_parts,
-    public_url,
 )
 from ._redis_leases import ShardLeases
 from ._redis_scripts import Completion, RedisScripts
-from ._redis_settings import RedisJournalSettings
+from ._redis_settings import RedisJournalSettings, public_url
 
 logger = logging.getLogger("ocean_trio.journal")
 

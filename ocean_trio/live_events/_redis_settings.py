@@ -18,6 +18,12 @@ from .._exceptions import ConfigError
 _SCHEMES = ("redis", "rediss")
 
 
+def public_url(url: str) -> str:
+    """``url`` without its login, for repr, messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    return scheme + sep + rest.rpartition("@")[2] if sep else url
+
+
 @attrs.frozen(kw_only=True)
 class RedisJournalSettings:
     """How to reach Redis (URL, login, TLS) and the journal's stream, lease and scan timings.
@@ -26,7 +32,7 @@ class RedisJournalSettings:
     combinations raise ``ConfigError`` naming the setting.
     """
 
-    url: str = "redis://localhost:6379"
+    url: str = attrs.field(default="redis://localhost:6379", repr=public_url)
     username: str | None = None
     password: str | None = attrs.field(default=None, repr=False)
     enable_tls: bool = False
