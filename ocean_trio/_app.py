@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from .mapping._pool import MappingPool
 from .resync._coordinator import ResyncCoordinator
 from .resync._engine import Progress, run_resync
 from .resync._progress import ConsoleProgress
+from .resync._requests import RequestStore
 from .resync._state import ResyncState, ResyncStatus
 from .resync._target import ResyncTarget
 
@@ -67,6 +69,9 @@ class App:
     resync_target: ResyncTarget | None = None  # the sink, when resyncs can write into it
     resyncs: ResyncCoordinator | None = None  # set by open_app unless the listener resyncs never
     resync_progress: Progress = attrs.field(factory=ConsoleProgress)
+    requests: RequestStore | None = None  # where resync requests are recorded until served
+    wake: Callable[[], None] = lambda: None  # pokes the processing process of the state folder
+    processing: bool = False  # this process runs the pipelines, hooks and resyncs
     finished: trio.Event = attrs.field(factory=trio.Event)  # set by ``finish``
     exit_code: int | None = None
     _map_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
@@ -196,7 +201,18 @@ class App:
         finally:
             for pipeline in pipelines.values():
                 pipeline.unpin()
+        self.wake()  # when another process processes
         return result
+
+    async def request_resync(self, reason: str) -> None:
+        """Ask for a resync: here when this process processes, else recorded for the one
+        that does (and poked)."""
+        if self.processing and self.resyncs is not None:
+            self.resyncs.request(reason)
+            return
+        assert self.requests is not None
+        await self.requests.add(reason)
+        self.wake()
 
     async def drain(self) -> None:
         """Stop intake, wait until every accepted event has finished, and record that."""
@@ -209,6 +225,9 @@ class App:
         """The counters ``/health/ready`` shows."""
         return {
             "status": "ok",
+            "role": self.settings.role,
+            "processing": self.processing,
+            "pid": os.getpid(),
             "live_events": {
                 path: attrs.asdict(p.statistics()) for path, p in self.pipelines.items()
             },

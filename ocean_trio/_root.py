@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -27,7 +28,8 @@ from ._integration import Integration, OnStart, using
 from ._resources import load_blueprints, load_mapping, mapping_file, port_mapping
 from ._serve import HttpListener
 from ._settings import EventListenerSettings, Settings
-from ._state_lock import hold_state_folder
+from ._state_lock import StateFolderLock
+from ._state_wake import WakeSender, receive_wakes
 from ._version import __version__
 from .catalog._applier import Applier
 from .catalog._local import LocalCatalog
@@ -99,14 +101,21 @@ async def open_app(
     *,
     root: Path | None = None,
     serve_http: bool = False,
+    http_fd: int | None = None,
     observer: trio.MemorySendChannel[tuple[JournalEntry, EventOutcome]] | None = None,
 ) -> AsyncIterator[App]:
     """Build and start the component tree; yield the running ``App``; drain and stop on exit.
 
     With ``serve_http`` the HTTP server is part of the tree: ``settings.http`` is bound
     before anything else starts (a busy port fails at once) and served once the components
-    run; ``app.urls`` holds its address. ``on_start`` hooks start last. ``observer`` gets
-    every finished event, from before the first one (replays at start-up included).
+    run; ``app.urls`` holds its address (``http_fd``: serve that listening socket, which
+    a supervisor bound, instead). ``on_start`` hooks start last. ``observer`` gets every
+    finished event, from before the first one (replays at start-up included).
+
+    Processing (pipelines, hooks, resyncs, listeners) runs only in the process holding the
+    state folder's lock (``StateFolderLock``); with ``settings.role`` ``all`` a process that
+    finds it taken serves webhooks only and takes over when the holder stops, ``ingress``
+    never processes, ``processing`` waits for the lock.
 
     Leaving the block normally stops intake (webhooks answer 503), lets accepted events
     finish for up to ``max_wait_seconds_before_shutdown``, stops HTTP, then cancels the
@@ -129,11 +138,27 @@ async def open_app(
             "eventListener.type WEBHOOK needs eventListener.token (OCEAN__EVENT_LISTENER__TOKEN)"
             " or the Port sink (Port's signature): POST /resync would be open to anyone"
         )
+    shared = settings.live_events.journal.type != "memory"
+    if settings.role != "all" and not shared:
+        raise ConfigError(
+            f"role {settings.role} needs a journal other processes share"
+            " (liveEvents.journal.type: sqlite); the memory journal runs in one process"
+        )
     parser = BodyParser(max_depth=settings.live_events.max_json_depth)
     with contextlib.ExitStack() as stack:
-        # Before binding or opening anything: a second process on the folder stops here.
-        stack.enter_context(hold_state_folder(settings.resolve(base, settings.state_path)))
-        listener = HttpListener.bind(settings.http.host, settings.http.port) if serve_http else None
+        folder = settings.resolve(base, settings.state_path)
+        lock = StateFolderLock(folder)
+        stack.callback(lock.close)
+        if not shared:
+            # Before binding or opening anything: a second process on the folder stops here.
+            lock.require()
+        wake = WakeSender(folder)
+        stack.callback(wake.close)
+        listener = None
+        if http_fd is not None:
+            listener = HttpListener.adopt(http_fd)
+        elif serve_http:
+            listener = HttpListener.bind(settings.http.host, settings.http.port)
         if listener is not None:
             stack.callback(listener.close)
         stack.callback(sys.setswitchinterval, sys.getswitchinterval())
@@ -142,7 +167,7 @@ async def open_app(
             # Outlives every component that maps; its worker processes start on the first
             # big input only.
             open_mapping_pool(allow_env=settings.allow_environment_variables_jq_access) as pool,
-            _open_journal(settings, base) as journal,
+            _open_journal(settings, base, on_append=wake.notify) as journal,
             _open_requests(settings, base) as requests,
             _open_sink(settings, base, blueprints, startup) as (sink, catalog, port),
         ):
@@ -165,6 +190,8 @@ async def open_app(
                 resync_target=sink,
                 verifiers=verifiers,
                 delivery_id_headers=delivery_id_headers,
+                requests=requests,
+                wake=wake.notify,
             )
             if settings.event_listener.type != "WEBHOOKS_ONLY":
                 app.resyncs = ResyncCoordinator(
@@ -181,7 +208,7 @@ async def open_app(
             with using(integration):
                 integration.attach(app, settings)
                 try:
-                    async with _running(app, listener, startup):
+                    async with _running(app, listener, startup, lock):
                         yield app
                 finally:
                     integration.detach()
@@ -189,26 +216,30 @@ async def open_app(
 
 @asynccontextmanager
 async def _running(
-    app: App, listener: HttpListener | None, startup: _Startup
+    app: App, listener: HttpListener | None, startup: _Startup, lock: StateFolderLock
 ) -> AsyncIterator[None]:
-    """The components' tasks, HTTP, the hooks; see ``open_app`` for how it stops."""
+    """The components' tasks, HTTP, processing; see ``open_app`` for how it stops."""
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(app.journal.run)
             await nursery.start(app.applier.run)
-            for pipeline in app.pipelines.values():
-                await nursery.start(pipeline.run)
             http_stop, http_done = trio.Event(), trio.Event()
             if listener is not None:
                 urls = await nursery.start(
                     _serve_http, listener, OceanASGI(app), http_stop, http_done
                 )
                 app.served_at(urls)
-            for hook in app.integration.on_start_hooks:
-                await _start_hook(nursery, hook, startup)
-            if app.resyncs is not None:
-                await nursery.start(app.resyncs.run)
-                await _start_listeners(nursery, app, app.resyncs, startup)
+            if app.settings.role != "ingress":
+                if lock.try_acquire():
+                    await nursery.start(_process, app, lock, startup)
+                else:
+                    logger.info(
+                        "events are processed by pid %s (state folder %s): this process"
+                        " journals webhooks and takes over if it stops",
+                        lock.holder(),
+                        lock.folder,
+                    )
+                    nursery.start_soon(_take_over, app, lock)
             try:
                 yield
             except BaseException:
@@ -228,6 +259,49 @@ async def _running(
         if leaf is None:
             raise
         raise leaf from None
+
+
+async def _take_over(app: App, lock: StateFolderLock) -> None:
+    await lock.acquire()
+    logger.info("this process (pid %d) processes events now", os.getpid())
+    await _process(app, lock, _Startup(app.settings.startup_timeout_seconds))
+
+
+async def _process(
+    app: App,
+    lock: StateFolderLock,
+    startup: _Startup,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The processing side, in the process holding ``lock``: pipelines (every pending event
+    first), hooks, resyncs and listeners, and wake-ups from the folder's other processes."""
+    pipelines = list(app.pipelines.values())
+
+    def appended_elsewhere(high: int) -> None:
+        for pipeline in pipelines:
+            pipeline.appended_elsewhere(high)
+
+    async def look() -> None:
+        # Others' appends and replays, and resync requests they recorded.
+        await app.journal.look_elsewhere()
+        if app.resyncs is not None:
+            await app.resyncs.pick_up_recorded()
+
+    app.journal.watch(appended_elsewhere)
+    await _report_backlog(app)
+    async with trio.open_nursery() as nursery:
+        if app.settings.live_events.journal.type != "memory":
+            await nursery.start(receive_wakes, lock.folder, look)
+        for pipeline in pipelines:
+            await nursery.start(pipeline.run)
+        for hook in app.integration.on_start_hooks:
+            await _start_hook(nursery, hook, startup)
+        if app.resyncs is not None:
+            await nursery.start(app.resyncs.run)
+            await _start_listeners(nursery, app, app.resyncs, startup)
+        app.processing = True
+        task_status.started()
 
 
 async def _serve_http(
@@ -252,9 +326,8 @@ def _applier(sink: LocalCatalog | PortSink, settings: Settings) -> Applier:
 
 
 async def _build_pipelines(app: App) -> None:
-    """One pipeline per webhook path; events pending in the journal become their backlogs."""
+    """One pipeline per webhook path."""
     settings = app.settings
-    counts = await app.journal.pending_counts()
     window = Window(
         max_events=settings.live_events.max_in_memory_events,
         max_bytes=settings.live_events.max_in_memory_bytes,
@@ -268,9 +341,6 @@ async def _build_pipelines(app: App) -> None:
             parser=app.parser,
             pool=app.mapping_pool,
         )
-        backlog = counts.pop(path, 0)
-        if backlog:
-            logger.info("%d events on %s were left unfinished: replaying them", backlog, path)
         app.pipelines[WEBHOOK_PREFIX + path] = LiveEventsPipeline(
             path,
             handler,
@@ -278,10 +348,20 @@ async def _build_pipelines(app: App) -> None:
             workers=settings.event_workers_count,
             parse=app.parser.parse_object_async,
             window=window,
-            backlog=backlog,
         )
+
+
+async def _report_backlog(app: App) -> None:
+    """Log what the pipelines are about to page in: events no process has finished yet."""
+    counts = await app.journal.pending_counts()
+    paths = {p.path for p in app.pipelines.values()}
     for path, count in counts.items():
-        logger.warning("%d journaled events are for %s, which has no processors now", count, path)
+        if path in paths:
+            logger.info("%d events on %s are unfinished: processing them", count, path)
+        else:
+            logger.warning(
+                "%d journaled events are for %s, which has no processors now", count, path
+            )
 
 
 async def _start_hook(nursery: trio.Nursery, hook: OnStart, startup: _Startup) -> None:
@@ -453,7 +533,9 @@ def _webhook_checks(
 
 
 @asynccontextmanager
-async def _open_journal(settings: Settings, root: Path) -> AsyncIterator[Journal]:
+async def _open_journal(
+    settings: Settings, root: Path, *, on_append: Callable[[], None]
+) -> AsyncIterator[Journal]:
     options = settings.live_events.journal
     max_pending = settings.live_events.max_pending_events
     if options.type == "memory":
@@ -469,6 +551,7 @@ async def _open_journal(settings: Settings, root: Path) -> AsyncIterator[Journal
         dedup_window_seconds=options.dedup_window_seconds,
         retention_seconds=options.retention_seconds,
         max_finished=options.max_finished_events,
+        on_append=on_append,
     ) as journal:
         yield journal
 

@@ -52,6 +52,17 @@ class HttpListener:
             sock.listen(config.backlog)
         return cls(config, sockets)
 
+    @classmethod
+    def adopt(cls, fd: int) -> HttpListener:
+        """Serve the listening socket ``fd`` that a supervisor bound and handed down."""
+        config = hypercorn_config("127.0.0.1", 0)
+        config.bind = [f"fd://{fd}"]
+        try:
+            sockets = config.create_sockets()
+        except OSError as error:
+            raise StartupError(f"cannot serve the socket handed down as fd {fd}: {error}") from None
+        return cls(config, sockets)
+
     def close(self) -> None:
         """Close the sockets (idempotent; serving closes them too)."""
         for sock in self.sockets.insecure_sockets:

@@ -170,6 +170,10 @@ class Settings:
     state_path: str = ".ocean-trio"
     allow_environment_variables_jq_access: bool = True
     log_level: str = "INFO"
+    role: Literal["all", "ingress", "processing"] = "all"
+    """What this process does: ``all`` serves webhooks and processes (or stands by to, while
+    another process of the state folder does); ``ingress`` only journals and acknowledges
+    webhooks; ``processing`` processes (waiting for its turn). See docs/scaling.md."""
 
     def resolve(self, root: Path, relative: str) -> Path:
         """``relative`` under the integration's folder (absolute paths are kept)."""

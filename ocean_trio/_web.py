@@ -97,8 +97,7 @@ def build_quart_app(app: App, router_blueprint: quart.Blueprint) -> QuartTrio:
                 authority.verify(body, headers, time.time())
             except SignatureError as error:
                 return json_error(401, str(error))
-            assert app.resyncs is not None
-            app.resyncs.request("POST /resync")
+            await app.request_resync("POST /resync")
             return {"status": "accepted", "status_url": "/resync"}, 202
 
     web.register_blueprint(catalog_blueprint(catalog))

@@ -160,6 +160,10 @@ class Journal(Protocol):
         """
         ...
 
+    async def look_elsewhere(self) -> None:
+        """Look now for events other processes appended (one of them said it did)."""
+        ...
+
     async def append(self, event: WebhookEvent, admit: Admit) -> JournalEntry:
         """Record ``event``; return only once it is as durable as the backend makes it.
 

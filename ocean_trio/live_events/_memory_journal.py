@@ -75,6 +75,9 @@ class MemoryJournal:
     def watch(self, appended_elsewhere: AppendedElsewhere) -> None:
         """Never called back: no other process can reach this process's memory."""
 
+    async def look_elsewhere(self) -> None:
+        await trio.lowlevel.checkpoint()
+
     async def append(self, event: WebhookEvent, admit: Admit) -> JournalEntry:
         await trio.lowlevel.checkpoint()
         if len(self._pending) >= self._max_pending:

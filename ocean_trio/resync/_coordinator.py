@@ -53,6 +53,7 @@ class ResyncCoordinator:
         self._last: ResyncState | None = None
         self._finished = trio.Event()
         self._last_id = 0
+        self._seen_request = 0  # the last recorded request this coordinator knows of
 
     @property
     def current(self) -> ResyncState | None:
@@ -76,8 +77,15 @@ class ResyncCoordinator:
     async def request_durably(self, reason: str) -> None:
         """Record the request, then ask for it: once this returns, a resync will run for it
         even if the process dies right after."""
-        await self._store.add(reason)
+        self._seen_request = max(self._seen_request, await self._store.add(reason))
         self.request(reason)
+
+    async def pick_up_recorded(self) -> None:
+        """Serve requests another process of the state folder recorded (its POST /resync)."""
+        last = await self._store.last()
+        if last > self._seen_request:
+            self._seen_request = last
+            self.request("a request recorded by another process")
 
     async def wait_for_next(self) -> ResyncState:
         """Wait until the next resync ends; its final state."""
@@ -89,6 +97,7 @@ class ResyncCoordinator:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run resyncs as they are asked for, until cancelled; ``started()`` at once."""
         left = await self._store.pending()
+        self._seen_request = max(self._seen_request, await self._store.last())
         if left:
             self.request(f"{len(left)} request(s) left pending by the last run")
         task_status.started()
