@@ -109,6 +109,7 @@ class RedisJournal:
             shards=settings.shards,
             lease_seconds=settings.lease_seconds,
             holding=self._holding,
+            reading=lambda shard: shard in self._reading,
             gained=self._gained,
             lost=self._lost,
             changed=self._wake_reader,
@@ -220,8 +221,7 @@ class RedisJournal:
         self._wake.set()
 
     def _holding(self, shard: int) -> int:
-        busy = self._buffer.held_in(shard) + self._completing[shard]
-        return busy + (shard in self._reading)
+        return self._buffer.held_in(shard) + self._completing[shard]
 
     def _gained(self, shard: int) -> None:
         # Its pending entries (the previous owner's unfinished work) come before new ones.

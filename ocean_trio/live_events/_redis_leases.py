@@ -28,9 +28,9 @@ TICKS_PER_LEASE = 3
 class ShardLeases:
     """Takes, renews, spreads and gives up this instance's shard leases; ``run`` keeps them.
 
-    ``holding(shard)`` says how many unfinished entries of a shard this instance still has:
-    a shard to hand over is only released once it has none (so two instances never process
-    one shard at once). ``gained`` and ``lost`` are called as shards come and go, and
+    ``holding(shard)`` says how many unfinished entries of a shard this instance still has,
+    ``reading(shard)`` whether a read covering it is in flight: a shard to hand over is only
+    released once it has neither (so two instances never process one shard at once). ``gained`` and ``lost`` are called as shards come and go, and
     ``changed`` after every tick.
     """
 
@@ -42,6 +42,7 @@ class ShardLeases:
         shards: int,
         lease_seconds: float,
         holding: Callable[[int], int],
+        reading: Callable[[int], bool],
         gained: Callable[[int], None],
         lost: Callable[[int], None],
         changed: Callable[[], None],
@@ -52,6 +53,7 @@ class ShardLeases:
         self._lease = lease_seconds
         self._ttl_ms = max(1, int(lease_seconds * 1000))
         self._holding = holding
+        self._reading = reading
         self._gained = gained
         self._lost = lost
         self._changed = changed
@@ -127,15 +129,13 @@ class ShardLeases:
     async def _spread(self, quota: int, sent: float) -> None:
         extra = len(self._owned) - quota
         if extra > 0:
-            # Hand over the shards holding the fewest unfinished entries; each is released
-            # once it holds none, and is not read meanwhile so that it empties.
-            still = [shard for shard in self._draining if shard in self._owned]
-            others = sorted(
-                (shard for shard in self._owned if shard not in self._draining),
-                key=lambda shard: (self._holding(shard), -shard),
-            )
-            self._draining = set((still + others)[:extra])
-            idle = sorted(shard for shard in self._draining if self._holding(shard) == 0)
+            # Shards being handed over are not read; one is released once it holds no
+            # unfinished entry and no read that began before still covers it.
+            idle = sorted(
+                shard
+                for shard in self._draining
+                if self._holding(shard) == 0 and not self._reading(shard)
+            )[:extra]
             if idle:
                 await self._scripts.release(self._id, idle, leave=False)
                 for shard in idle:
@@ -147,6 +147,12 @@ class ShardLeases:
                     self._shards,
                     self.live,
                 )
+            # Hand over next those holding the fewest unfinished entries (so, soonest idle).
+            candidates = sorted(
+                self._owned,
+                key=lambda shard: (self._holding(shard), shard not in self._draining, -shard),
+            )
+            self._draining = set(candidates[: extra - len(idle)])
             return
         self._draining.clear()
         if extra < 0:

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from ocean_trio.live_events._journal import EventStatus
 from ocean_trio.live_events._redis_entries import RedisKeys
 from ocean_trio.live_events._redis_journal import RedisJournal
+from ocean_trio.live_events._redis_leases import TICKS_PER_LEASE
 
 from .conftest import RedisServer
 from .journals import event, never, number, page, running
@@ -81,6 +83,38 @@ async def test_a_stopped_instance_hands_its_shards_and_unfinished_entries_over(
         with trio.fail_after(SECONDS):
             await reads.wait_for(3)
         assert [number(e) for e in await page(b)] == [0, 1, 2]
+
+
+async def test_a_shard_is_handed_over_only_once_its_entries_are_finished(
+    redis_server: RedisServer,
+) -> None:
+    groups: dict[int, str] = {}
+    for n in range(1000):
+        groups.setdefault(KEYS.shard_for(f"g{n}", "/hook"), f"g{n}")
+    async with running(redis_server, "a") as (a, a_reads):
+        with trio.fail_after(SECONDS):
+            await a.wait_owned(lambda shards: shards == ALL)
+        for shard in range(16):
+            await a.append(event(shard, group=groups[shard]), never)
+        with trio.fail_after(SECONDS):
+            await a_reads.wait_for(16)  # a holds an unfinished entry in every shard
+        async with running(redis_server, "b") as (b, _):
+            ticks = 0
+
+            def nothing_handed_over(_: frozenset[int]) -> bool:
+                nonlocal ticks
+                ticks += 1
+                assert b.owned_shards == frozenset(), "b took a shard a still works on"
+                return ticks > 2 * TICKS_PER_LEASE
+
+            with trio.fail_after(SECONDS):
+                await a.wait_owned(nothing_handed_over)  # two leases' worth of a's ticks
+            entries = {number(entry): entry for entry in await page(a)}
+            for shard in (3, 7):
+                await a.complete(entries[shard], EventStatus.DONE)
+            with trio.fail_after(SECONDS):
+                await b.wait_owned(lambda shards: shards == {3, 7})
+            assert a.owned_shards == ALL - {3, 7}
 
 
 class Lines:
