@@ -20,7 +20,7 @@ from ocean_trio.live_events._redis_journal import RedisJournal
 from ocean_trio.live_events._redis_leases import TICKS_PER_LEASE
 
 from .conftest import RedisServer
-from .journals import event, never, number, page, running
+from .journals import event, never, number, page, raw_client, running
 
 SECONDS = 10
 LEASE = 0.6  # the tests' lease_seconds (conftest and instance.py)
@@ -76,6 +76,11 @@ async def test_a_stopped_instance_hands_its_shards_and_unfinished_entries_over(
             with trio.fail_after(SECONDS):
                 await a_reads.wait_for(3)  # a holds them and never finishes them
         stopped = trio.current_time()
+        async with raw_client(redis_server) as redis:
+            # Given up as it stopped, not left to expire.
+            holders = [await redis.get(KEYS.lease(shard)) for shard in range(16)]
+            assert b"a" not in holders
+            assert await redis.zscore(KEYS.instances, "a") is None
         with trio.fail_after(SECONDS):
             await b.wait_owned(lambda shards: shards == ALL)
         # a gave its leases up as it stopped: b took them at its next tick, not at expiry.
