@@ -7,7 +7,7 @@ import pytest
 import trio
 
 from ocean_trio import DuplicateDeliveryError, JournalFullError, JournalUnavailableError
-from ocean_trio.live_events._journal import EventStatus, Replayed
+from ocean_trio.live_events._journal import EventStatus, Journal, Replayed
 from ocean_trio.live_events._redis_entries import RedisKeys, entry_parts
 from ocean_trio.live_events._redis_journal import RedisJournal
 
@@ -19,6 +19,8 @@ SECONDS = 10  # every wait here takes well under a second; this is for a loaded 
 
 async def test_append_page_and_complete_round_trip(redis_server: RedisServer) -> None:
     async with running(redis_server) as (journal, reads), raw_client(redis_server) as redis:
+        protocol: Journal = journal  # mypy checks that it is one
+        assert protocol.last_seq == 0
         appended = [await journal.append(event(n), never) for n in range(3)]
         assert [entry.seq for entry in appended] == [1, 2, 3]  # the global seq
         await journal.append(event(9, path="/other"), never)

@@ -17,6 +17,7 @@ SECONDS = 10
 STREAM = RedisKeys("test", 16).stream(RedisKeys("test", 16).shard_for("g", "/hook"))
 
 
+@pytest.mark.slow
 async def test_entries_stuck_elsewhere_are_taken_back_poison_ones_dead(
     redis_server: RedisServer,
 ) -> None:
