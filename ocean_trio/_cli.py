@@ -43,6 +43,20 @@ def _parser() -> argparse.ArgumentParser:
     sail.add_argument("--host", help="HTTP host (http.host: 127.0.0.1)")
     sail.add_argument("-l", "--log-level", help="log level (logLevel: INFO)")
     sail.add_argument(
+        "--role",
+        choices=["all", "ingress", "processing"],
+        help="what this process does (role: all); see docs/scaling.md",
+    )
+    sail.add_argument(
+        "-i",
+        "--ingress-processes",
+        type=int,
+        metavar="N",
+        help="run N ingress processes on the HTTP port and one processing process, and"
+        " supervise them (restart a crashed one; SIGTERM drains all)",
+    )
+    sail.add_argument("--http-fd", type=int, help=argparse.SUPPRESS)  # the supervisor's socket
+    sail.add_argument(
         "-O",
         "--once",
         action="store_true",
@@ -140,7 +154,16 @@ def _run(args: argparse.Namespace) -> int:
             overrides["logLevel"] = args.log_level
         if args.once:
             overrides["eventListener"] = {"type": "ONCE"}
-        return run_sail(args.path, overrides=overrides)
+        if args.role:
+            overrides["role"] = args.role
+        child_args = ["--log-level", args.log_level] if args.log_level else []
+        return run_sail(
+            args.path,
+            overrides=overrides,
+            http_fd=args.http_fd,
+            ingress_processes=args.ingress_processes,
+            child_args=child_args,
+        )
     if args.command == "map":
         from .mapping._cli import run_map_command
 

@@ -229,6 +229,8 @@ async def _running(
                     _serve_http, listener, OceanASGI(app), http_stop, http_done
                 )
                 app.served_at(urls)
+            elif app.settings.base_url:
+                app.serving.set()  # served elsewhere (a supervisor's socket, a proxy)
             if app.settings.role != "ingress":
                 if lock.try_acquire():
                     await nursery.start(_process, app, lock, startup)

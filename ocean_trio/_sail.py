@@ -8,8 +8,10 @@ ends), a second one stops at once.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from ._integration import load_integration
 from ._log import configure_logging
 from ._root import open_app
 from ._settings import Settings, load_settings
+from ._supervisor import SUPERVISOR_ENV, supervise, watch_supervisor
 
 logger = logging.getLogger("ocean_trio")
 
@@ -39,17 +42,36 @@ class _Stop:
     exit_code: int | None = None
 
 
-async def sail(root: Path, settings: Settings) -> int:
-    """Serve the integration at ``root`` until SIGINT or SIGTERM; returns the exit code."""
+async def sail(root: Path, settings: Settings, *, http_fd: int | None = None) -> int:
+    """Serve the integration at ``root`` until SIGINT or SIGTERM; returns the exit code.
+
+    The ``processing`` role serves no HTTP; ``http_fd`` is a listening socket handed down by
+    the supervisor (``_supervisor``), served instead of binding ``settings.http``.
+    """
     stop = _Stop()
     with trio.open_signal_receiver(*_SIGNALS) as signals:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_watch, signals, stop, nursery.cancel_scope)
+                supervisor = os.environ.get(SUPERVISOR_ENV)
+                if supervisor and supervisor.isdigit():
+                    nursery.start_soon(watch_supervisor, int(supervisor), stop.drain)
                 integration = load_integration(root)
-                async with open_app(integration, settings, root=root, serve_http=True) as app:
+                serve_http = settings.role != "processing"
+                async with open_app(
+                    integration, settings, root=root, serve_http=serve_http, http_fd=http_fd
+                ) as app:
                     stop.started = True
-                    _banner(root, app)
+                    if http_fd is not None:
+                        logger.info("%s: serving the supervisor's socket", settings.role)
+                    elif serve_http:
+                        _banner(root, app)
+                    else:
+                        print(
+                            f"ocean-trio: integration {root.name!r}: processing events"
+                            f" (pid {os.getpid()})",
+                            flush=True,
+                        )
                     nursery.start_soon(_drain_when_finished, app, stop)
                     await stop.drain.wait()
                 nursery.cancel_scope.cancel()
@@ -106,12 +128,33 @@ def _banner(root: Path, app: App) -> None:
     print("\n".join(lines), flush=True)
 
 
-def run_sail(root: Path, *, overrides: dict[str, Any]) -> int:
-    """The ``sail`` command: load settings, configure logging, ``trio.run``; the exit code."""
+def run_sail(
+    root: Path,
+    *,
+    overrides: dict[str, Any],
+    http_fd: int | None = None,
+    ingress_processes: int | None = None,
+    child_args: list[str] | None = None,
+) -> int:
+    """The ``sail`` command: load settings, configure logging, ``trio.run``; the exit code.
+
+    With ``ingress_processes`` this process supervises the split topology (``_supervisor``).
+    """
     settings = load_settings(root, overrides=overrides)
     configure_logging(settings.log_level)
     try:
-        code = trio.run(sail, root, settings)
+        if ingress_processes is not None:
+            code = trio.run(
+                partial(
+                    supervise,
+                    root,
+                    settings,
+                    ingress_processes=ingress_processes,
+                    child_args=child_args or [],
+                )
+            )
+        else:
+            code = trio.run(partial(sail, root, settings, http_fd=http_fd))
     except KeyboardInterrupt:  # before trio's signal handling was in place
         code = 128 + signal.SIGINT
     if code:

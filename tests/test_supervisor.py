@@ -1,0 +1,284 @@
+"""The split topology on one machine, as real processes: ``sail --ingress-processes 2``
+(two ingress processes on one port, one processing process, a supervisor) and
+``hypercorn -w 2``. kill -9 at the worst moments: nothing acknowledged is lost."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from ocean_trio.catalog._local import LocalCatalog
+
+from .conftest import ITEM_MAPPING
+from .test_servers import _free_port, read_all
+
+pytestmark = pytest.mark.slow
+
+# Each application of an event is logged (its trace id) in the state folder: what the tests
+# count. Grouped by item id, so an item's versions apply in the order they were acknowledged.
+MAIN = textwrap.dedent(
+    """
+    import os
+    from ocean_trio import AbstractWebhookProcessor, WebhookEventRawResults, ocean
+
+
+    class Item(AbstractWebhookProcessor):
+        @classmethod
+        def group_key(cls, event):
+            return event.payload["id"]
+
+        async def should_process_event(self, event):
+            return True
+
+        async def get_matching_kinds(self, event):
+            return ["item"]
+
+        async def authenticate(self, payload, headers):
+            return True
+
+        async def validate_payload(self, payload):
+            return True
+
+        async def handle_event(self, payload, resource_config):
+            if resource_config.port.entity.mappings.blueprint == '"item"':
+                line = (self.event.trace_id + "\\n").encode()
+                fd = os.open(os.environ["APPLIED_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+                try:
+                    os.write(fd, line)
+                finally:
+                    os.close(fd)
+            return WebhookEventRawResults(updated_raw_results=[payload], deleted_raw_results=[])
+
+
+    ocean.add_webhook_processor("/webhook", Item)
+    app = ocean.asgi_app(__file__)
+
+    @ocean.on_start()
+    async def started():
+        with open(os.environ["STARTS_LOG"], "a") as log:
+            log.write(f"{os.getpid()}\\n")
+    """
+)
+
+ITEMS = 30
+VERSIONS = 8
+
+
+@pytest.fixture
+def split_package(tmp_path: Path) -> Path:
+    root = tmp_path / "split_integration"
+    (root / ".port" / "resources").mkdir(parents=True)
+    (root / ".port" / "resources" / "port-app-config.yml").write_text(ITEM_MAPPING)
+    (root / "__init__.py").write_text("")
+    (root / "main.py").write_text(MAIN)
+    return root
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "OCEAN__STATE_PATH": str(tmp_path / "state"),
+        "OCEAN__EVENT_WORKERS_COUNT": "4",
+        "OCEAN__LOG_LEVEL": "INFO",
+        "APPLIED_LOG": str(tmp_path / "applied.log"),
+        "STARTS_LOG": str(tmp_path / "starts.log"),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The child processes of ``pid``: their command lines."""
+    found: dict[int, str] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            found[int(child)] = cmdline.decode()
+    return found
+
+
+def _pid_of(supervisor: int, role: str, *, not_: int | None = None) -> int | None:
+    for pid, cmdline in _children(supervisor).items():
+        if f"--role {role}" in cmdline and pid != not_:
+            return pid
+    return None
+
+
+class Sender:
+    """Posts every version of every item, each item's versions one after another, retrying
+    until acknowledged (a delivery id makes a retry of an event journaled already a
+    duplicate); records what was acknowledged."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.acked: dict[str, str] = {}  # trace id -> "item:version"
+        self.acks = 0
+        self.progress = trio.Event()
+        self.refused = 0
+
+    async def send_all(self, client: httpx.AsyncClient) -> None:
+        async with trio.open_nursery() as nursery:
+            for n in range(ITEMS):
+                nursery.start_soon(self._item, client, n)
+
+    async def _item(self, client: httpx.AsyncClient, n: int) -> None:
+        for version in range(VERSIONS):
+            body = {"id": f"I-{n}", "title": f"v{version}", "status": "open"}
+            headers = {"X-GitHub-Delivery": f"I-{n}-{version}"}
+            with trio.fail_after(60):
+                while True:
+                    try:
+                        answer = await client.post(
+                            f"{self.base}/integration/webhook", json=body, headers=headers
+                        )
+                    except httpx.TransportError:
+                        self.refused += 1
+                        continue  # the process we reached died: the sender retries
+                    if answer.status_code in (200, 202):
+                        break
+                    self.refused += 1
+                    await trio.sleep(0.05)  # 503 while starting: retry as a sender would
+            if answer.status_code == 202:
+                self.acked[answer.json()["trace_id"]] = f"I-{n}:v{version}"
+            self.acks += 1
+            if self.acks % 40 == 0:
+                self.progress.set()
+                self.progress = trio.Event()
+
+
+async def _applied(tmp_path: Path, wanted: set[str]) -> collections.Counter[str]:
+    """Wait until every trace id of ``wanted`` was applied; how often each was."""
+    log = tmp_path / "applied.log"
+    with trio.fail_after(60):
+        while True:
+            counts = collections.Counter(log.read_text().split()) if log.exists() else None
+            if counts is not None and wanted <= set(counts):
+                return counts
+            await trio.sleep(0.1)  # another process writes it: nothing to wait on
+
+
+async def _final_titles(tmp_path: Path) -> dict[str, str]:
+    async with LocalCatalog.open(tmp_path / "state" / "catalog.sqlite3") as catalog:
+        entities = await catalog.list_entities("item", limit=1000)
+    return {e["identifier"]: e["title"] for e in entities}
+
+
+async def _start_split(split_package: Path, tmp_path: Path, port: int) -> trio.Process:
+    argv = [sys.executable, "-m", "ocean_trio", "sail", str(split_package)]
+    argv += ["--ingress-processes", "2", "--port", str(port)]
+    return await trio.lowlevel.open_process(
+        argv, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+async def _stop(process: trio.Process) -> str:
+    process.send_signal(signal.SIGTERM)
+    async with trio.open_nursery() as nursery:
+        output: list[str] = []
+
+        async def collect() -> None:
+            output.append(await read_all(process.stderr))
+
+        nursery.start_soon(collect)
+        with trio.fail_after(30):
+            await process.wait()
+    return output[0]
+
+
+# A request cut by the kill leaves httpx's body iterator unfinished (a ResourceWarning).
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <async_generator object ByteStream"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
+@pytest.mark.parametrize("victim", ["processing", "ingress"])
+async def test_kill_9_of_a_split_process_under_load_loses_nothing_acknowledged(
+    split_package: Path, tmp_path: Path, victim: str
+) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    supervisor = await _start_split(split_package, tmp_path, port)
+    killed: int | None = None
+    try:
+        sender = Sender(base)
+        async with httpx.AsyncClient(timeout=10) as client, trio.open_nursery() as nursery:
+            nursery.start_soon(sender.send_all, client)
+            with trio.fail_after(30):
+                while sender.acks < 60:  # a third of the way in
+                    await sender.progress.wait()
+            killed = _pid_of(supervisor.pid, victim)
+            assert killed is not None
+            os.kill(killed, signal.SIGKILL)
+        assert sender.acks == ITEMS * VERSIONS
+        counts = await _applied(tmp_path, set(sender.acked))
+        titles = await _final_titles(tmp_path)
+        # Every item ends in its last acknowledged version, whatever died.
+        assert titles == {f"I-{n}": f"v{VERSIONS - 1}" for n in range(ITEMS)}
+        if victim == "ingress":
+            assert max(counts.values()) == 1  # nothing applied twice
+        # A new process of the role took the dead one's place.
+        with trio.fail_after(10):
+            while _pid_of(supervisor.pid, victim, not_=killed) is None:
+                await trio.sleep(0.1)
+    finally:
+        errors = await _stop(supervisor)
+    assert supervisor.returncode == 0, errors
+    assert f"(pid {killed}) exited with code -9" in errors
+    assert "starting it again" in errors
+    assert "Traceback" not in errors
+
+
+async def test_the_supervisor_drains_every_process_on_sigterm(
+    split_package: Path, tmp_path: Path
+) -> None:
+    port = _free_port()
+    supervisor = await _start_split(split_package, tmp_path, port)
+    sender = Sender(f"http://127.0.0.1:{port}")
+    async with httpx.AsyncClient(timeout=10) as client:
+        await sender.send_all(client)
+    children = _children(supervisor.pid)
+    assert len(children) == 3
+    errors = await _stop(supervisor)
+    assert supervisor.returncode == 0, errors
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists()
+    assert errors.count("draining, then stopping") == 3, errors
+    # on_start hooks ran in the processing process only
+    assert len((tmp_path / "starts.log").read_text().split()) == 1
+    counts = await _applied(tmp_path, set(sender.acked))
+    assert max(counts.values()) == 1
+
+
+async def test_hypercorn_with_two_workers_processes_each_event_once(
+    split_package: Path, tmp_path: Path
+) -> None:
+    port = _free_port()
+    argv = [
+        sys.executable, "-m", "hypercorn", "--worker-class", "trio", "-w", "2",
+        "--bind", f"127.0.0.1:{port}", "split_integration.main:app",
+    ]  # fmt: skip
+    process = await trio.lowlevel.open_process(
+        argv, cwd=tmp_path, env=_env(tmp_path), stderr=subprocess.PIPE
+    )
+    try:
+        sender = Sender(f"http://127.0.0.1:{port}")
+        async with httpx.AsyncClient(timeout=10) as client:
+            await sender.send_all(client)
+        counts = await _applied(tmp_path, set(sender.acked))
+        assert max(counts.values()) == 1
+        assert len((tmp_path / "starts.log").read_text().split()) == 1  # one on_start
+        titles = await _final_titles(tmp_path)
+        assert titles == {f"I-{n}": f"v{VERSIONS - 1}" for n in range(ITEMS)}
+    finally:
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(30):
+            errors = await read_all(process.stderr)
+            await process.wait()
+    assert "Traceback" not in errors
