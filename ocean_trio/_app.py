@@ -181,27 +181,19 @@ class App:
     async def replay(self, seqs: Sequence[int] | None = None) -> ReplayResult:
         """Make dead (or the given dead/rejected) events pending again; they run at once.
 
-        However many there are: the pipelines page them in from the journal.
+        However many there are: the pipelines page them in from the journal (told by it,
+        or, in another process, poked).
         """
-        pipelines = {p.path: p for p in self.pipelines.values()}
-        for pipeline in pipelines.values():
-            pipeline.pin()
-        try:
-            result = await self.journal.replay(seqs)
-            for replayed in result.replayed:
-                target = pipelines.get(replayed.path)
-                if target is None:
-                    logger.warning(
-                        "replayed event %s is for %s, which has no processors now; left pending",
-                        replayed.seq,
-                        replayed.path,
-                    )
-                else:
-                    target.replayed(replayed.seq)
-        finally:
-            for pipeline in pipelines.values():
-                pipeline.unpin()
-        self.wake()  # when another process processes
+        result = await self.journal.replay(seqs)
+        paths = {p.path for p in self.pipelines.values()}
+        for replayed in result.replayed:
+            if replayed.path not in paths:
+                logger.warning(
+                    "replayed event %s is for %s, which has no processors now; left pending",
+                    replayed.seq,
+                    replayed.path,
+                )
+        self.wake()
         return result
 
     async def request_resync(self, reason: str) -> None:

@@ -263,6 +263,11 @@ async def test_replaying_ten_times_the_pending_limit_of_dead_letters(
         assert {o.status for _, o in outcomes} == {EventStatus.DONE}
         health = (await server.client.get("/health/ready")).json()
         assert health["journal"]["pending"] == 0
-        assert health["live_events"]["/integration/webhook"]["accepted"] == 200
+        assert health["live_events"]["/integration/webhook"]["accepted"] == 100  # webhooks
+        assert health["journal"]["replayed"] == 100
+        assert health["live_events"]["/integration/webhook"]["outcomes"] == {
+            "dead": 100,
+            "done": 100,
+        }
         ids = {e["identifier"] for e in await server.catalog.list_entities("item")}
         assert ids == {f"D-{n}" for n in range(100)}

@@ -68,10 +68,9 @@ Admit = Callable[[JournalEntry], None]
 """Called by the journal with each appended entry once committed, in ``seq`` order."""
 
 AppendedElsewhere = Callable[[int], None]
-"""Called by a journal shared with other processes with a ``seq``: pending events numbered
-up to it may exist that were not admitted in this process (another process appended or
-replayed them); pipelines page them in from the journal. Called before any ``Admit`` of a
-higher ``seq``.
+"""Called by the journal with a ``seq``: pending events numbered up to it may exist that
+were not admitted in this process (a replay, or another process appended them); pipelines
+page them in from the journal. Called before any ``Admit`` of a higher ``seq``.
 """
 
 
@@ -154,10 +153,8 @@ class Journal(Protocol):
         ...
 
     def watch(self, appended_elsewhere: AppendedElsewhere) -> None:
-        """Report events appended by other processes to ``appended_elsewhere`` from now on.
-
-        Only the processing side watches; a journal no other process shares never calls it.
-        """
+        """Report replays, and events appended by other processes, to ``appended_elsewhere``
+        from now on. Only the processing side watches."""
         ...
 
     async def look_elsewhere(self) -> None:
@@ -210,7 +207,7 @@ class Journal(Protocol):
 
         ``seqs=None`` replays every dead event. A replayed event keeps its trace id, body
         and headers and gets a new ``seq``; numbers that are unknown or not dead/rejected
-        are reported, not replayed.
+        are reported, not replayed. The replayed events reach the watcher (``watch``).
         """
         ...
 

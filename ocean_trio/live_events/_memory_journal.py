@@ -59,6 +59,7 @@ class MemoryJournal:
             collections.OrderedDict()
         )
         self._next_seq = 1
+        self._elsewhere: AppendedElsewhere | None = None
         self._appended = 0
         self._completed = 0
         self._duplicates = 0
@@ -73,7 +74,8 @@ class MemoryJournal:
         await trio.sleep_forever()
 
     def watch(self, appended_elsewhere: AppendedElsewhere) -> None:
-        """Never called back: no other process can reach this process's memory."""
+        """Called back for replays only: no other process can reach this process's memory."""
+        self._elsewhere = appended_elsewhere
 
     async def look_elsewhere(self) -> None:
         await trio.lowlevel.checkpoint()
@@ -203,6 +205,8 @@ class MemoryJournal:
             entry = self._add(record.event)
             replayed.append(Replayed(seq, entry.seq, record.event.path))
         self._replayed += len(replayed)
+        if replayed and self._elsewhere is not None:
+            self._elsewhere(self.last_seq)
         return ReplayResult(tuple(replayed), tuple(missing), tuple(sorted(refused)))
 
     async def purge(self, statuses: Sequence[EventStatus] = DEFAULT_PURGE) -> int:

@@ -12,8 +12,8 @@ while not spilled, that is every pending event of this path.
 
 A pipeline processes only once ``run`` starts: before that (a process that is ingress only
 until it is elected to process) accepted events stay in the journal, and ``run`` begins by
-paging in every pending event of its path. Events other processes append reach it through
-``appended_elsewhere``, as a spill.
+paging in every pending event of its path. Events other processes append, and replays,
+reach it through ``appended_elsewhere``, as a spill.
 """
 
 from __future__ import annotations
@@ -64,6 +64,9 @@ class Window:
 
 @attrs.frozen
 class PipelineStatistics:
+    """``accepted``: webhooks this process journaled for the path (replays and other
+    processes' events are the journal's to count); ``outcomes``: events finished here."""
+
     path: str
     workers: int
     accepted: int
@@ -114,7 +117,6 @@ class LiveEventsPipeline:
         self._spilled = False
         self._cursor = 0
         self._spill_high = 0
-        self._pins = 0
         self._wake = trio.Event()
         self._idle = trio.Event()
         self._accepted = 0
@@ -185,26 +187,6 @@ class LiveEventsPipeline:
             self._wake.set()
             self._update_idle()
 
-    # --- replays --------------------------------------------------------------------------
-
-    def pin(self) -> None:
-        """A replay is about to append events: send new ones to the journal until ``unpin``."""
-        self._pins += 1
-        self._spilled = True
-        self._update_idle()
-
-    def replayed(self, seq: int) -> None:
-        """Event ``seq`` of this path was appended by a replay (between ``pin`` and ``unpin``)."""
-        self._accepted += 1
-        if seq <= self._cursor:
-            self._backlog += 1
-        else:
-            self._spill(seq)
-
-    def unpin(self) -> None:
-        self._pins -= 1
-        self._wake.set()
-
     # --- processing -----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -254,7 +236,7 @@ class LiveEventsPipeline:
                 # The next event does not fit beside those in memory: wait for room.
                 await self._wake.wait()
                 self._wake = trio.Event()
-            if self._cursor >= self._spill_high and self._pins == 0:
+            if self._cursor >= self._spill_high:
                 self._spilled = False
                 self._update_idle()
 

@@ -510,9 +510,8 @@ class SqliteJournal:
             return ReplayResult(replayed, tuple(missing), tuple(refused)), int(before), pending
 
         result, before, self._committed_pending = await self._call(reappend)
-        self._seen(before)  # others' appends below the replayed events
-        if result.replayed:
-            self._last_seq = max(self._last_seq, result.replayed[-1].seq)
+        # The replayed events, and others' appends below them, reach the pipelines.
+        self._seen(max([before, *(r.seq for r in result.replayed)]))
         self._replayed += len(result.replayed)
         return result
 
