@@ -10,6 +10,7 @@ import contextlib
 import inspect
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -42,6 +43,8 @@ from .live_events._json import BodyParser
 from .live_events._memory_journal import MemoryJournal
 from .live_events._outcome import EventOutcome
 from .live_events._pipeline import LiveEventsPipeline, Window
+from .live_events._redis_journal import RedisJournal
+from .live_events._redis_settings import RedisJournalSettings
 from .live_events._signatures import SignatureVerifier, verifier_from_config
 from .live_events._sqlite_journal import SqliteJournal
 from .mapping._pool import open_mapping_pool
@@ -138,7 +141,7 @@ async def open_app(
             "eventListener.type WEBHOOK needs eventListener.token (OCEAN__EVENT_LISTENER__TOKEN)"
             " or the Port sink (Port's signature): POST /resync would be open to anyone"
         )
-    shared = settings.live_events.journal.type != "memory"
+    shared = settings.live_events.journal_type != "memory"
     if settings.role != "all" and not shared:
         raise ConfigError(
             f"role {settings.role} needs a journal other processes share"
@@ -293,7 +296,7 @@ async def _process(
     app.journal.watch(appended_elsewhere)
     await _report_backlog(app)
     async with trio.open_nursery() as nursery:
-        if app.settings.live_events.journal.type != "memory":
+        if app.settings.live_events.journal_type == "sqlite":
             await nursery.start(receive_wakes, lock.folder, look)
         for pipeline in pipelines:
             await nursery.start(pipeline.run)
@@ -496,7 +499,7 @@ def _port_state_reporter(
 @asynccontextmanager
 async def _open_requests(settings: Settings, root: Path) -> AsyncIterator[RequestStore]:
     """Where resync requests wait to be served: beside the journal, or in memory with it."""
-    if settings.live_events.journal.type == "memory":
+    if settings.live_events.journal_type == "memory":
         yield MemoryRequestStore()
         return
     async with SqliteRequestStore.open(settings.resync_requests_path(root)) as store:
@@ -540,6 +543,16 @@ async def _open_journal(
 ) -> AsyncIterator[Journal]:
     options = settings.live_events.journal
     max_pending = settings.live_events.max_pending_events
+    if settings.live_events.journal_type == "redis":
+        async with RedisJournal.open(
+            redis_settings(settings, root),
+            instance_id=redis_instance_id(settings, root),
+            max_pending=max_pending,
+            dedup_window_seconds=options.dedup_window_seconds,
+            max_in_memory=settings.live_events.max_in_memory_events,
+        ) as journal:
+            yield journal
+        return
     if options.type == "memory":
         yield MemoryJournal(
             max_pending=max_pending,
@@ -556,6 +569,22 @@ async def _open_journal(
         on_append=on_append,
     ) as journal:
         yield journal
+
+
+def redis_settings(settings: Settings, root: Path) -> RedisJournalSettings:
+    """``liveEvents.redis`` with its prefix defaulted to the integration's identifier."""
+    redis = settings.live_events.redis
+    if redis.prefix is None:
+        name = settings.integration.identifier or root.name
+        redis = attrs.evolve(redis, prefix=f"ocean-trio:{name}")
+    return redis
+
+
+def redis_instance_id(settings: Settings, root: Path) -> str:
+    """This instance's consumer name: set, or ``<host>:<state folder>`` (stable, unique)."""
+    given = settings.live_events.redis.instance_id
+    folder = settings.resolve(root, settings.state_path).resolve()
+    return given or f"{socket.gethostname()}:{folder}"
 
 
 @asynccontextmanager

@@ -21,6 +21,7 @@ import yaml
 
 from ._converter import camel, snake, structure
 from ._exceptions import ConfigError
+from .live_events._redis_settings import RedisJournalSettings
 
 ENV_PREFIX = "OCEAN__"
 MIB = 1024 * 1024
@@ -71,10 +72,12 @@ class CatalogSettings:
 class JournalSettings:
     """Where accepted live events are recorded before they are acknowledged.
 
-    ``sqlite`` (default) survives crashes; ``memory`` is Ocean's behaviour (lost on restart).
+    ``sqlite`` (default) survives crashes and is shared by the processes of one machine;
+    ``redis`` (Redis Streams, ``liveEvents.redis``) by instances on several machines;
+    ``memory`` is Ocean's behaviour (lost on restart).
     """
 
-    type: Literal["sqlite", "memory"] = "sqlite"
+    type: Literal["sqlite", "memory", "redis"] = "sqlite"
     path: str | None = None
     retention_seconds: float = 24 * 3600.0
     max_finished_events: int = 100_000
@@ -105,6 +108,16 @@ class LiveEventsSettings:
     max_in_memory_bytes: int = 64 * MIB
     journal: JournalSettings = JournalSettings()
     webhooks: Mapping[str, WebhookSettings] = attrs.field(factory=dict)
+    redis: RedisJournalSettings = attrs.field(factory=RedisJournalSettings)
+    type: str | None = None
+    """Ocean's ``OCEAN__LIVE_EVENTS__TYPE``: ``REDIS`` selects the redis journal too."""
+
+    @property
+    def journal_type(self) -> Literal["sqlite", "memory", "redis"]:
+        """The journal in use: ``journal.type``, or ``redis`` when Ocean's ``type`` says so."""
+        if (self.type or "").upper() == "REDIS":
+            return "redis"
+        return self.journal.type
 
 
 ListenerType = Literal["POLLING", "KAFKA", "WEBHOOK", "ONCE", "WEBHOOKS_ONLY"]

@@ -60,7 +60,7 @@ async def supervise(
     """Run the split topology until a signal; the exit code (see the module docstring)."""
     if ingress_processes < 1:
         raise ConfigError("--ingress-processes must be at least 1")
-    if settings.live_events.journal.type == "memory":
+    if settings.live_events.journal_type == "memory":
         raise ConfigError(
             "--ingress-processes needs a journal the processes share"
             " (liveEvents.journal.type: sqlite); the memory journal runs in one process"

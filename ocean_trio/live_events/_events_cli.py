@@ -1,37 +1,60 @@
 """``ocean-trio events``: list, replay and purge the journal's events from the command line.
 
-Works on the SQLite journal file of an integration folder. Replayed events become pending and
-run when the integration next starts; to replay into a running server, use the admin API.
+Works on the journal of an integration folder: its SQLite file, or its Redis streams (dead
+letters). Replayed events become pending; a running integration picks them up within
+seconds (its processing process looks at the journal when poked and every few seconds),
+a stopped one when it next starts.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TextIO
 
 import trio
 
 from .._exceptions import ConfigError
-from .._settings import load_settings
-from ._journal import DEFAULT_PURGE, EventStatus, JournalRecord
+from .._settings import Settings, load_settings
+from ._journal import DEFAULT_PURGE, EventStatus, Journal, JournalRecord
+from ._redis_journal import RedisJournal
 from ._sqlite_journal import SqliteJournal
 
 
-def _journal_path(root: Path) -> Path:
+def _settings(root: Path) -> Settings:
     if not root.is_dir():
         raise ConfigError(f"no integration folder at {root}")
-    settings = load_settings(root)
-    if settings.live_events.journal.type != "sqlite":
+    return load_settings(root)
+
+
+@asynccontextmanager
+async def _open_journal(root: Path, settings: Settings) -> AsyncIterator[Journal]:
+    kind = settings.live_events.journal_type
+    if kind == "memory":
         raise ConfigError(
             "the journal is in memory (liveEvents.journal.type: memory): its events live only"
             " in the running process; use the admin API"
         )
+    if kind == "redis":
+        from .._root import redis_instance_id, redis_settings
+
+        async with RedisJournal.open(
+            redis_settings(settings, root),
+            instance_id=redis_instance_id(settings, root) + ":cli",
+            max_pending=1 << 62,
+            dedup_window_seconds=settings.live_events.journal.dedup_window_seconds,
+            max_in_memory=1,
+        ) as journal:
+            yield journal
+        return
     path = settings.journal_path(root)
-    if not path.is_file():
+    if not await trio.Path(path).is_file():
         raise ConfigError(f"no journal at {path} (has the integration run yet?)")
-    return path
+    async with SqliteJournal.open(path, max_pending=1 << 62) as journal:
+        yield journal
 
 
 def run_events_command(
@@ -50,11 +73,11 @@ def run_events_command(
 
     Returns the exit code: 0, or 1 when some of the events asked for could not be replayed.
     """
-    path = _journal_path(root)
     wanted = EventStatus(status) if status else None
+    settings = _settings(root)
 
     async def main() -> int:
-        async with SqliteJournal.open(path, max_pending=1 << 62) as journal:
+        async with _open_journal(root, settings) as journal:
             if action == "list":
                 records = await journal.records(wanted, limit=limit)
                 _print_records(records, as_json=as_json, stdout=stdout)
@@ -64,7 +87,7 @@ def run_events_command(
                     numbers = ", ".join(f"{r.old_seq} → {r.seq}" for r in result.replayed)
                     print(
                         f"{len(result.replayed)} event(s) pending again ({numbers});"
-                        " they run when the integration next starts",
+                        " a running integration picks them up within seconds",
                         file=stdout,
                     )
                 elif replay_all:

@@ -95,7 +95,7 @@ class RedisJournal:
             raise ValueError("max_pending and max_in_memory must be at least 1")
         self._client = client
         self._settings = settings
-        self._keys = RedisKeys(settings.prefix, settings.shards)
+        self._keys = RedisKeys(settings.prefix or "ocean-trio", settings.shards)
         self._scripts = RedisScripts(client, self._keys)
         self._dead_letters = DeadLetters(client, self._keys, self._scripts)
         self._id = instance_id

@@ -44,7 +44,11 @@ class RedisJournalSettings:
     pel_stuck_timeout_seconds: float = 600.0
     pel_max_requeue_count: int = 3
     stream_maintenance_scan_interval_seconds: float = 30.0
-    prefix: str = "ocean-trio"
+    prefix: str | None = None
+    """The keys' namespace; default ``ocean-trio:<integration identifier>``."""
+    instance_id: str | None = None
+    """This instance's consumer name, stable across its restarts (so it gets its shards
+    back at once); default ``<host name>:<state folder>``."""
     shards: int = 16
     lease_seconds: float = 10.0
 
@@ -82,7 +86,7 @@ class RedisJournalSettings:
             raise ConfigError(
                 f"redis.pel_max_requeue_count must be 0 or more, not {self.pel_max_requeue_count!r}"
             )
-        if not self.prefix:
+        if self.prefix == "":
             raise ConfigError("redis.prefix must not be empty: it namespaces the journal's keys")
 
 
