@@ -176,7 +176,7 @@ async def test_three_instances_on_redis_lose_nothing_when_one_is_killed(
         applied = _applications(tmp_path)
         # Applied twice: only events the killed instance applied and never acknowledged.
         counts = collections.Counter(a[0] for a in applied)
-        first_by = {}
+        first_by: dict[str, int] = {}
         for trace, pid, _, _ in applied:
             first_by.setdefault(trace, pid)
         twice = [trace for trace, count in counts.items() if count > 1]
