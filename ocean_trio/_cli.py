@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     events = commands.add_parser(
         "events",
         help="list, replay or purge journaled events",
-        description="Work on the SQLite journal of an integration folder.",
+        description="Work on the journal of an integration folder (SQLite, or Redis).",
         formatter_class=_Help,
     )
     actions = events.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -94,8 +94,8 @@ def _parser() -> argparse.ArgumentParser:
         "replay",
         help="make dead (or given) events pending again",
         description="Append the given dead or rejected events (or every dead one) again as"
-        " pending; they run when the integration next starts (use the admin API to replay"
-        " into a running integration). Exit 1 when a number is unknown or not dead/rejected.",
+        " pending; a running integration picks them up within seconds, a stopped one when it"
+        " next starts. Exit 1 when a number is unknown or not dead/rejected.",
         formatter_class=_Help,
     )
     replay.add_argument("path", type=Path, metavar="FOLDER", help="integration folder")
