@@ -11,6 +11,7 @@ from typing import ClassVar
 import pytest
 import trio
 
+import ocean_trio._state_wake
 from ocean_trio import (
     ConfigError,
     EventHeaders,
@@ -172,6 +173,32 @@ def test_the_events_cli_refuses_a_memory_journal(integration_root: Path) -> None
     (integration_root / "config.yaml").write_text("liveEvents:\n  journal:\n    type: memory\n")
     with pytest.raises(ConfigError, match="the journal is in memory"):
         run_events_command("list", integration_root, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+async def test_a_cli_replay_into_a_running_integration_runs_at_once(
+    integration_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the command's poke can tell the running integration (its look every 2 s is off).
+    monkeypatch.setattr(ocean_trio._state_wake, "FALLBACK_SECONDS", 3600.0)
+    state = tmp_path / "state"
+    (integration_root / "config.yaml").write_text(f"statePath: {state}\n")
+    async with serve_integration(integration(integration_root), make_settings(tmp_path)) as server:
+        for n in range(3):
+            await server.post_event("/webhook", item(f"R-{n}"))
+            [(_, outcome)] = await server.next_outcomes(1)
+            assert outcome.status is EventStatus.DEAD
+        await server.app.journal.flush()
+        FlakyProcessor.broken = False
+        out = io.StringIO()
+        code = await trio.to_thread.run_sync(
+            lambda: run_events_command(
+                "replay", integration_root, replay_all=True, stdout=out, stderr=io.StringIO()
+            )
+        )
+        assert code == 0, out.getvalue()
+        with trio.fail_after(5):
+            outcomes = await server.next_outcomes(3)
+        assert {o.status for _, o in outcomes} == {EventStatus.DONE}
 
 
 async def test_a_cli_replay_of_ten_times_the_pending_limit_runs_at_the_next_start(

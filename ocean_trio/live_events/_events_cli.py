@@ -19,6 +19,7 @@ import trio
 
 from .._exceptions import ConfigError
 from .._settings import Settings, load_settings
+from .._state_wake import WakeSender
 from ._journal import DEFAULT_PURGE, EventStatus, Journal, JournalRecord
 from ._redis_journal import RedisJournal
 from ._sqlite_journal import SqliteJournal
@@ -83,6 +84,11 @@ def run_events_command(
                 _print_records(records, as_json=as_json, stdout=stdout)
             elif action == "replay":
                 result = await journal.replay(None if replay_all else seqs or [])
+                if result.replayed:
+                    # A running integration's processing process looks at once.
+                    wake = WakeSender(settings.resolve(root, settings.state_path))
+                    wake.notify()
+                    wake.close()
                 if result.replayed:
                     numbers = ", ".join(f"{r.old_seq} → {r.seq}" for r in result.replayed)
                     print(
