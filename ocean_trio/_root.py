@@ -170,7 +170,12 @@ async def open_app(
             # Outlives every component that maps; its worker processes start on the first
             # big input only.
             open_mapping_pool(allow_env=settings.allow_environment_variables_jq_access) as pool,
-            _open_journal(settings, base, on_append=wake.notify) as journal,
+            _open_journal(
+                settings,
+                base,
+                on_append=wake.notify,
+                paths=frozenset(integration.webhook_processors),
+            ) as journal,
             _open_requests(settings, base) as requests,
             _open_sink(settings, base, blueprints, startup) as (sink, catalog, port),
         ):
@@ -539,7 +544,7 @@ def _webhook_checks(
 
 @asynccontextmanager
 async def _open_journal(
-    settings: Settings, root: Path, *, on_append: Callable[[], None]
+    settings: Settings, root: Path, *, on_append: Callable[[], None], paths: frozenset[str]
 ) -> AsyncIterator[Journal]:
     options = settings.live_events.journal
     max_pending = settings.live_events.max_pending_events
@@ -550,6 +555,7 @@ async def _open_journal(
             max_pending=max_pending,
             dedup_window_seconds=options.dedup_window_seconds,
             max_in_memory=settings.live_events.max_in_memory_events,
+            paths=paths,
         ) as journal:
             yield journal
         return

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -90,9 +91,11 @@ class RedisJournal:
         max_pending: int,
         dedup_window_seconds: float,
         max_in_memory: int,
+        paths: frozenset[str] | None = None,
     ) -> None:
         if max_pending < 1 or max_in_memory < 1:
             raise ValueError("max_pending and max_in_memory must be at least 1")
+        self._paths = paths
         self._client = client
         self._settings = settings
         self._keys = RedisKeys(settings.prefix or "ocean-trio", settings.shards)
@@ -144,11 +147,15 @@ class RedisJournal:
         max_pending: int,
         dedup_window_seconds: float,
         max_in_memory: int,
+        paths: frozenset[str] | None = None,
     ) -> AsyncIterator[RedisJournal]:
         """A journal on the Redis of ``settings``, as consumer ``instance_id``; closed on exit.
 
         Opening does not connect: an unreachable Redis shows as failing appends
-        (``JournalUnavailableError``) and as logged retries in ``run``.
+        (``JournalUnavailableError``) and as logged retries in ``run``. An entry read for a
+        path not in ``paths`` (one this instance has no processors for: another version of
+        the integration appended it) is a dead letter, replayable, instead of waiting in
+        memory for ever.
         """
         async with open_redis(settings) as client:
             yield cls(
@@ -158,6 +165,7 @@ class RedisJournal:
                 max_pending=max_pending,
                 dedup_window_seconds=dedup_window_seconds,
                 max_in_memory=max_in_memory,
+                paths=paths,
             )
 
     @property
@@ -358,6 +366,11 @@ class RedisJournal:
                 global_seq, event = decode_event(fields)
             except MalformedEntryError as error:
                 self._queue(Completion(shard, entry_id, EventStatus.DEAD.value, str(error), 0))
+                continue
+            if self._paths is not None and event.path not in self._paths:
+                problem = f"no processors for {event.path} in this instance (pid {os.getpid()})"
+                self._log.error("path", "redis journal: event %s: %s", global_seq, problem)
+                self._queue(Completion(shard, entry_id, EventStatus.DEAD.value, problem, 0))
                 continue
             self._buffer.add(shard, entry_id, global_seq, event)
             added += 1

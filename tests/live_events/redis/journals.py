@@ -74,6 +74,7 @@ async def running(
     watch: bool = True,
     max_pending: int = 1000,
     max_in_memory: int = 1000,
+    paths: frozenset[str] | None = None,
     **settings: Any,
 ) -> AsyncIterator[tuple[RedisJournal, Reads]]:
     """A journal on ``server`` whose ``run`` goes on for the block (watched unless told)."""
@@ -83,6 +84,7 @@ async def running(
         max_pending=max_pending,
         dedup_window_seconds=3600,
         max_in_memory=max_in_memory,
+        paths=paths,
     ) as journal:
         reads = Reads(journal)
         async with trio.open_nursery() as nursery:

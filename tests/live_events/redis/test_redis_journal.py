@@ -219,3 +219,24 @@ async def test_an_entry_written_by_someone_else_is_a_dead_letter_not_a_crash(
         (dead,) = await journal.records(EventStatus.DEAD)
         assert "not a journal entry" in (dead.error or "")
         assert [number(e) for e in await page(journal)] == [1, 2]
+
+
+async def test_an_event_for_a_path_without_processors_here_is_a_dead_letter(
+    redis_server: RedisServer,
+) -> None:
+    # Another version of the integration, with a path this one lacks, appended it: it must
+    # not wait in this instance's memory for ever (it would fill max_in_memory).
+    async with running(redis_server, paths=frozenset({PATH}), max_in_memory=2) as (
+        journal,
+        reads,
+    ):
+        for n in range(4):  # in the shard of group g, before event 9
+            await journal.append(event(n, path="/elsewhere", group="g"), never)
+        await journal.append(event(9, group="g"), never)
+        with trio.fail_after(SECONDS):
+            await reads.wait_for(1)
+        assert [number(e) for e in await page(journal)] == [9]
+        await journal.flush()
+        dead = await journal.records(EventStatus.DEAD)
+        assert [d.event.path for d in dead] == ["/elsewhere"] * 4
+        assert all("no processors for /elsewhere" in (d.error or "") for d in dead)
