@@ -13,6 +13,7 @@ import socket
 import subprocess
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -32,8 +33,9 @@ def _free_port() -> int:
 class RedisServer:
     """A redis-server process on ``port``: ``stop`` kills it, ``start`` brings it back there."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, *, aof_dir: Path | None = None) -> None:
         self._binary = binary
+        self._aof_dir = aof_dir
         self._process: subprocess.Popen[bytes] | None = None
         self._log: list[bytes] = []
         self.port = 0
@@ -65,7 +67,12 @@ class RedisServer:
 
     def _launch(self, port: int) -> bool:
         command = [self._binary, "--port", str(port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+        command += ["--save", "", "--daemonize", "no"]
+        if self._aof_dir is None:
+            command += ["--appendonly", "no"]
+        else:  # every write on disk before Redis answers: what a durable journal needs
+            command += ["--appendonly", "yes", "--appendfsync", "always"]
+            command += ["--dir", str(self._aof_dir)]
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
@@ -98,6 +105,22 @@ def redis_server() -> Iterator[RedisServer]:
     if binary is None:
         pytest.fail("redis-server is not installed (make test installs it with apt-get)")
     server = RedisServer(binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def durable_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server writing every command to its append-only file (appendfsync always),
+    so a kill -9 and a start on the same port keep what it acknowledged."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed (make test installs it with apt-get)")
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(binary, aof_dir=tmp_path / "redis")
     server.start()
     try:
         yield server
