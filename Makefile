@@ -16,7 +16,8 @@ run: $(STAMP)
 	$(BIN)/ocean-trio sail integrations/fake
 
 test: $(STAMP)
-	command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
+	# Real servers for the tests: redis-server (and openssl, for its TLS certificates).
+	command -v redis-server >/dev/null && command -v openssl >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server openssl)
 	$(BIN)/ruff check ocean_trio tests integrations benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest
