@@ -72,6 +72,12 @@ MAIN = textwrap.dedent(
 ITEMS = 30
 VERSIONS = 8
 
+requests_cut_by_a_kill = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <async_generator object ByteStream"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
+"""A request cut by a kill -9 leaves httpx's body iterator unfinished (a ResourceWarning)."""
+
 
 @pytest.fixture
 def split_package(tmp_path: Path) -> Path:
@@ -193,11 +199,7 @@ async def _stop(process: trio.Process) -> str:
     return output[0]
 
 
-# A request cut by the kill leaves httpx's body iterator unfinished (a ResourceWarning).
-@pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <async_generator object ByteStream"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
+@requests_cut_by_a_kill
 @pytest.mark.parametrize("victim", ["processing", "ingress"])
 async def test_kill_9_of_a_split_process_under_load_loses_nothing_acknowledged(
     split_package: Path, tmp_path: Path, victim: str

@@ -21,6 +21,7 @@ from ocean_trio.catalog._local import LocalCatalog
 
 from ...conftest import ITEM_MAPPING
 from ...test_servers import _free_port, read_all
+from ...test_supervisor import requests_cut_by_a_kill
 from .conftest import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -146,6 +147,7 @@ def _applications(tmp_path: Path) -> list[tuple[str, int, str, str]]:
     return [(trace, int(pid), item, title) for trace, pid, item, title in lines]
 
 
+@requests_cut_by_a_kill
 async def test_three_instances_on_redis_lose_nothing_when_one_is_killed(
     package: Path, tmp_path: Path, redis_server: RedisServer
 ) -> None:
