@@ -98,6 +98,8 @@ converter.register_structure_hook(str, _structure_str)
 def _format_exception(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, KeyError):
         return "required field missing"
+    if isinstance(exc, ConfigError):  # a settings class's own check, its message as it is
+        return str(exc)
     if (
         isinstance(exc, ValueError | TypeError)
         and str(exc)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
 from ocean_trio import ConfigError
+from ocean_trio._settings import load_settings
 from ocean_trio.live_events._redis_settings import RedisJournalSettings, public_url
 
 PEM = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").decode()
@@ -68,3 +70,31 @@ def test_secrets_stay_out_of_repr_and_messages() -> None:
     assert KEY not in repr(settings)
     assert "pw-0xBEEF" not in repr(settings)
     assert public_url(settings.url) == "rediss://h:6380"
+
+
+def test_oceans_environment_variables_select_and_set_the_redis_journal(tmp_path: Path) -> None:
+    settings = load_settings(
+        tmp_path,
+        environ={
+            "OCEAN__LIVE_EVENTS__TYPE": "REDIS",  # Ocean's switch
+            "OCEAN__LIVE_EVENTS__REDIS__URL": "rediss://redis.example:6380",
+            "OCEAN__LIVE_EVENTS__REDIS__ENABLE_TLS": "true",
+            "OCEAN__LIVE_EVENTS__REDIS__CA": PEM,
+            "OCEAN__LIVE_EVENTS__REDIS__PEL_MAX_REQUEUE_COUNT": "5",
+            "OCEAN__LIVE_EVENTS__REDIS__BLOCK_MS": "200",
+            "OCEAN__LIVE_EVENTS__REDIS__LEASE_SECONDS": "4",
+        },
+    )
+    assert settings.live_events.journal_type == "redis"
+    redis = settings.live_events.redis
+    assert (redis.url, redis.enable_tls, redis.ca) == ("rediss://redis.example:6380", True, PEM)
+    assert (redis.pel_max_requeue_count, redis.block_ms, redis.lease_seconds) == (5, 200, 4.0)
+
+
+def test_a_bad_redis_setting_in_the_environment_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(tmp_path, environ={"OCEAN__LIVE_EVENTS__REDIS__URL": "rediss://r:1"})
+    message = str(error.value)
+    assert "redis.enableTls is false but redis.url uses rediss://" in message
+    assert "$.liveEvents.redis" in message
+    assert "unknown error" not in message
