@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -284,3 +285,40 @@ async def test_hypercorn_with_two_workers_processes_each_event_once(
             errors = await read_all(process.stderr)
             await process.wait()
     assert "Traceback" not in errors
+
+
+async def _sail_split_fails(package: Path, tmp_path: Path, *args: str) -> str:
+    """Run ``sail --ingress-processes 2`` expecting a start-up failure; its stderr."""
+    argv = [sys.executable, "-m", "ocean_trio", "sail", str(package), "-i", "2", *args]
+    with trio.fail_after(30):
+        result = await trio.run_process(
+            argv, env=_env(tmp_path), capture_stdout=True, capture_stderr=True, check=False
+        )
+    errors = result.stderr.decode()
+    assert result.returncode == 2, errors
+    assert "Traceback" not in errors
+    return errors
+
+
+async def test_a_child_that_cannot_start_stops_the_topology_with_its_message(
+    split_package: Path, tmp_path: Path
+) -> None:
+    mapping = split_package / ".port" / "resources" / "port-app-config.yml"
+    mapping.write_text(mapping.read_text().replace("identifier: .id", "identifier: .id |"))
+    errors = await _sail_split_fails(split_package, tmp_path, "--port", str(_free_port()))
+    assert "identifier" in errors  # the child's own one line, naming the field
+    assert "could not start (exit code 2)" in errors
+
+
+async def test_the_split_topology_refuses_a_busy_port_and_the_memory_journal(
+    split_package: Path, tmp_path: Path
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        errors = await _sail_split_fails(split_package, tmp_path, "--port", port)
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in errors
+    (split_package / "config.yaml").write_text("liveEvents:\n  journal:\n    type: memory\n")
+    errors = await _sail_split_fails(split_package, tmp_path, "--port", str(_free_port()))
+    assert "--ingress-processes needs a journal the processes share" in errors
