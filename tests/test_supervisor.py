@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import httpx
@@ -19,56 +18,9 @@ import trio
 
 from ocean_trio.catalog._local import LocalCatalog
 
-from .conftest import ITEM_MAPPING
 from .test_servers import _free_port, read_all
 
 pytestmark = pytest.mark.slow
-
-# Each application of an event is logged (its trace id) in the state folder: what the tests
-# count. Grouped by item id, so an item's versions apply in the order they were acknowledged.
-MAIN = textwrap.dedent(
-    """
-    import os
-    from ocean_trio import AbstractWebhookProcessor, WebhookEventRawResults, ocean
-
-
-    class Item(AbstractWebhookProcessor):
-        @classmethod
-        def group_key(cls, event):
-            return event.payload["id"]
-
-        async def should_process_event(self, event):
-            return True
-
-        async def get_matching_kinds(self, event):
-            return ["item"]
-
-        async def authenticate(self, payload, headers):
-            return True
-
-        async def validate_payload(self, payload):
-            return True
-
-        async def handle_event(self, payload, resource_config):
-            if resource_config.port.entity.mappings.blueprint == '"item"':
-                line = (self.event.trace_id + "\\n").encode()
-                fd = os.open(os.environ["APPLIED_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-                try:
-                    os.write(fd, line)
-                finally:
-                    os.close(fd)
-            return WebhookEventRawResults(updated_raw_results=[payload], deleted_raw_results=[])
-
-
-    ocean.add_webhook_processor("/webhook", Item)
-    app = ocean.asgi_app(__file__)
-
-    @ocean.on_start()
-    async def started():
-        with open(os.environ["STARTS_LOG"], "a") as log:
-            log.write(f"{os.getpid()}\\n")
-    """
-)
 
 ITEMS = 30
 VERSIONS = 8
@@ -78,16 +30,6 @@ requests_cut_by_a_kill = pytest.mark.filterwarnings(
     ":pytest.PytestUnraisableExceptionWarning"
 )
 """A request cut by a kill -9 leaves httpx's body iterator unfinished (a ResourceWarning)."""
-
-
-@pytest.fixture
-def split_package(tmp_path: Path) -> Path:
-    root = tmp_path / "split_integration"
-    (root / ".port" / "resources").mkdir(parents=True)
-    (root / ".port" / "resources" / "port-app-config.yml").write_text(ITEM_MAPPING)
-    (root / "__init__.py").write_text("")
-    (root / "main.py").write_text(MAIN)
-    return root
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -166,7 +108,11 @@ async def _applied(tmp_path: Path, wanted: set[str]) -> collections.Counter[str]
     log = tmp_path / "applied.log"
     with trio.fail_after(60):
         while True:
-            counts = collections.Counter(log.read_text().split()) if log.exists() else None
+            counts = (
+                collections.Counter(line.split()[0] for line in log.read_text().splitlines())
+                if log.exists()
+                else None
+            )
             if counts is not None and wanted <= set(counts):
                 return counts
             await trio.sleep(0.1)  # another process writes it: nothing to wait on
@@ -178,8 +124,8 @@ async def _final_titles(tmp_path: Path) -> dict[str, str]:
     return {e["identifier"]: e["title"] for e in entities}
 
 
-async def _start_split(split_package: Path, tmp_path: Path, port: int) -> trio.Process:
-    argv = [sys.executable, "-m", "ocean_trio", "sail", str(split_package)]
+async def _start_split(logged_package: Path, tmp_path: Path, port: int) -> trio.Process:
+    argv = [sys.executable, "-m", "ocean_trio", "sail", str(logged_package)]
     argv += ["--ingress-processes", "2", "--port", str(port)]
     return await trio.lowlevel.open_process(
         argv, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -203,11 +149,11 @@ async def _stop(process: trio.Process) -> str:
 @requests_cut_by_a_kill
 @pytest.mark.parametrize("victim", ["processing", "ingress"])
 async def test_kill_9_of_a_split_process_under_load_loses_nothing_acknowledged(
-    split_package: Path, tmp_path: Path, victim: str
+    logged_package: Path, tmp_path: Path, victim: str
 ) -> None:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    supervisor = await _start_split(split_package, tmp_path, port)
+    supervisor = await _start_split(logged_package, tmp_path, port)
     killed: int | None = None
     try:
         sender = Sender(base)
@@ -239,10 +185,10 @@ async def test_kill_9_of_a_split_process_under_load_loses_nothing_acknowledged(
 
 
 async def test_the_supervisor_drains_every_process_on_sigterm(
-    split_package: Path, tmp_path: Path
+    logged_package: Path, tmp_path: Path
 ) -> None:
     port = _free_port()
-    supervisor = await _start_split(split_package, tmp_path, port)
+    supervisor = await _start_split(logged_package, tmp_path, port)
     sender = Sender(f"http://127.0.0.1:{port}")
     async with httpx.AsyncClient(timeout=10) as client:
         await sender.send_all(client)
@@ -260,7 +206,7 @@ async def test_the_supervisor_drains_every_process_on_sigterm(
 
 
 async def test_hypercorn_with_two_workers_processes_each_event_once(
-    split_package: Path, tmp_path: Path
+    logged_package: Path, tmp_path: Path
 ) -> None:
     port = _free_port()
     argv = [
@@ -301,24 +247,24 @@ async def _sail_split_fails(package: Path, tmp_path: Path, *args: str) -> str:
 
 
 async def test_a_child_that_cannot_start_stops_the_topology_with_its_message(
-    split_package: Path, tmp_path: Path
+    logged_package: Path, tmp_path: Path
 ) -> None:
-    mapping = split_package / ".port" / "resources" / "port-app-config.yml"
+    mapping = logged_package / ".port" / "resources" / "port-app-config.yml"
     mapping.write_text(mapping.read_text().replace("identifier: .id", "identifier: .id |"))
-    errors = await _sail_split_fails(split_package, tmp_path, "--port", str(_free_port()))
+    errors = await _sail_split_fails(logged_package, tmp_path, "--port", str(_free_port()))
     assert "identifier" in errors  # the child's own one line, naming the field
     assert "could not start (exit code 2)" in errors
 
 
 async def test_the_split_topology_refuses_a_busy_port_and_the_memory_journal(
-    split_package: Path, tmp_path: Path
+    logged_package: Path, tmp_path: Path
 ) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = str(busy.getsockname()[1])
-        errors = await _sail_split_fails(split_package, tmp_path, "--port", port)
+        errors = await _sail_split_fails(logged_package, tmp_path, "--port", port)
     assert f"cannot listen on 127.0.0.1:{port}: address already in use" in errors
-    (split_package / "config.yaml").write_text("liveEvents:\n  journal:\n    type: memory\n")
-    errors = await _sail_split_fails(split_package, tmp_path, "--port", str(_free_port()))
+    (logged_package / "config.yaml").write_text("liveEvents:\n  journal:\n    type: memory\n")
+    errors = await _sail_split_fails(logged_package, tmp_path, "--port", str(_free_port()))
     assert "--ingress-processes needs a journal the processes share" in errors

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import httpx
@@ -19,63 +18,15 @@ import trio
 
 from ocean_trio.catalog._local import LocalCatalog
 
-from ...conftest import ITEM_MAPPING
 from ...test_servers import _free_port, read_all
 from ...test_supervisor import requests_cut_by_a_kill
 from .conftest import RedisServer
 
 pytestmark = pytest.mark.slow
 
-MAIN = textwrap.dedent(
-    """
-    import os
-    from ocean_trio import AbstractWebhookProcessor, WebhookEventRawResults, ocean
-
-
-    class Item(AbstractWebhookProcessor):
-        @classmethod
-        def group_key(cls, event):
-            return event.payload["id"]
-
-        async def should_process_event(self, event):
-            return True
-
-        async def get_matching_kinds(self, event):
-            return ["item"]
-
-        async def authenticate(self, payload, headers):
-            return True
-
-        async def validate_payload(self, payload):
-            return True
-
-        async def handle_event(self, payload, resource_config):
-            if resource_config.port.entity.mappings.blueprint == '"item"':
-                line = f"{self.event.trace_id} {os.getpid()} {payload['id']} {payload['title']}\\n"
-                fd = os.open(os.environ["APPLIED_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-                try:
-                    os.write(fd, line.encode())
-                finally:
-                    os.close(fd)
-            return WebhookEventRawResults(updated_raw_results=[payload], deleted_raw_results=[])
-
-
-    ocean.add_webhook_processor("/webhook", Item)
-    """
-)
-
 INSTANCES = 3
 ITEMS = 24
 VERSIONS = 8
-
-
-@pytest.fixture
-def package(tmp_path: Path) -> Path:
-    root = tmp_path / "redis_integration"
-    (root / ".port" / "resources").mkdir(parents=True)
-    (root / ".port" / "resources" / "port-app-config.yml").write_text(ITEM_MAPPING)
-    (root / "main.py").write_text(MAIN)
-    return root
 
 
 def _env(tmp_path: Path, redis: RedisServer, n: int) -> dict[str, str]:
@@ -91,6 +42,7 @@ def _env(tmp_path: Path, redis: RedisServer, n: int) -> dict[str, str]:
         "OCEAN__LIVE_EVENTS__REDIS__LEASE_SECONDS": "2",
         "OCEAN__LOG_LEVEL": "INFO",
         "APPLIED_LOG": str(tmp_path / "applied.log"),
+        "STARTS_LOG": str(tmp_path / "starts.log"),
     }
 
 
@@ -149,12 +101,12 @@ def _applications(tmp_path: Path) -> list[tuple[str, int, str, str]]:
 
 @requests_cut_by_a_kill
 async def test_three_instances_on_redis_lose_nothing_when_one_is_killed(
-    package: Path, tmp_path: Path, redis_server: RedisServer
+    logged_package: Path, tmp_path: Path, redis_server: RedisServer
 ) -> None:
     ports = [_free_port() for _ in range(INSTANCES)]
     processes = [
         await trio.lowlevel.open_process(
-            [sys.executable, "-m", "ocean_trio", "sail", str(package), "--port", str(port)],
+            [sys.executable, "-m", "ocean_trio", "sail", str(logged_package), "--port", str(port)],
             env=_env(tmp_path, redis_server, n),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
