@@ -11,6 +11,7 @@ dead letters until purged or replayed, the others until pruned.
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -44,6 +45,18 @@ UNPARSED: dict[str, Any] = {}
 
 Compared by identity; never mutated.
 """
+
+
+def stored_payload(body: bytes, *, parse: bool) -> dict[str, Any]:
+    """The payload of a body read back from storage: ``UNPARSED`` (the pipeline parses it
+    with the ingress's limits), or parsed for display (``{}`` if it cannot be)."""
+    if not parse:
+        return UNPARSED
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 @attrs.frozen(eq=False)

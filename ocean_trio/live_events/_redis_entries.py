@@ -16,7 +16,7 @@ import attrs
 from coredis.response.types import StreamEntry, StreamPendingExt
 
 from ._event import WebhookEvent
-from ._journal import UNPARSED, EventStatus, JournalRecord
+from ._journal import EventStatus, JournalRecord, stored_payload
 
 GROUP = "ocean-trio"
 """The consumer group of every shard stream (consumers are named by instance id)."""
@@ -120,15 +120,9 @@ def decode_event(fields: Fields, *, parse: bool = False) -> tuple[int, WebhookEv
         body = fields[b"body"]
     except (KeyError, ValueError) as error:
         raise MalformedEntryError(f"not a journal entry ({error!r})") from None
-    payload = UNPARSED
-    if parse:
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
-            payload = {}
     event = WebhookEvent(
         trace_id=trace_id,
-        payload=payload,
+        payload=stored_payload(body, parse=parse),
         headers=headers,
         path=path,
         body=body,

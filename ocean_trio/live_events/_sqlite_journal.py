@@ -26,7 +26,6 @@ from ._journal import (
     DEDUP_WINDOW_SECONDS,
     DEFAULT_PURGE,
     PRUNED_STATUSES,
-    UNPARSED,
     Admit,
     AppendedElsewhere,
     EventStatus,
@@ -35,6 +34,7 @@ from ._journal import (
     JournalStatistics,
     Replayed,
     ReplayResult,
+    stored_payload,
 )
 
 logger = logging.getLogger("ocean_trio.journal")
@@ -544,15 +544,9 @@ def _record(row: Any, *, parse: bool = True) -> JournalRecord:
     (seq, trace_id, path, group_id, delivery_id, headers, body, received_at) = row[:8]
     status, error, attempts, updated_at = row[8:]
     body = bytes(body)
-    payload = UNPARSED
-    if parse:
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
-            payload = {}
     event = WebhookEvent(
         trace_id=trace_id,
-        payload=payload,
+        payload=stored_payload(body, parse=parse),
         headers=json.loads(headers),
         path=path,
         body=body,
