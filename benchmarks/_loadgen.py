@@ -1,4 +1,5 @@
-"""Load generator (its own process): POSTs N signed ~1 KB events over C keep-alive connections.
+"""Load generator (its own process): POSTs N signed ~1 KB events over C keep-alive connections
+(to each of the ``--port``s: event i goes to the (i mod number of ports)-th, round robin).
 
 Speaks HTTP/1.1 through h11 on raw trio sockets, so the generator costs far less CPU per
 request than the server it measures. A 503 is retried (after its Retry-After, capped) and
@@ -33,11 +34,63 @@ def make_body(index: int) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
+class _Connection:
+    """One keep-alive HTTP/1.1 connection to one port, opened on first use and again after
+    the server closed it (hypercorn closes one after 1,000 requests)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._stream: trio.SocketStream | None = None
+        self._conn = h11.Connection(h11.CLIENT)
+
+    async def exchange(self, request: h11.Request, body: bytes) -> tuple[int, float]:
+        """Send one request; its status and Retry-After (capped at 1 s, 0 when absent)."""
+        if self._stream is None:
+            self._stream = await trio.open_tcp_stream(self.host, self.port)
+            self._conn = h11.Connection(h11.CLIENT)
+        stream, conn = self._stream, self._conn
+        await stream.send_all(
+            conn.send(request) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
+        )
+        status = 0
+        retry_after = 0.0
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(65536)
+                if not data:
+                    raise RuntimeError("server closed the connection")
+                conn.receive_data(data)
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+                for name, value in event.headers:
+                    if name == b"retry-after":
+                        retry_after = min(float(value), 1.0)
+            elif isinstance(event, h11.EndOfMessage):
+                break
+        if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+            await self.aclose()
+        else:
+            conn.start_next_cycle()
+        return status, retry_after
+
+    async def aclose(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await stream.aclose()
+
+
 class Generator:
     def __init__(
-        self, host: str, port: int, path: str, total: int, secret: bytes, rate: float | None
+        self,
+        host: str,
+        ports: list[int],
+        path: str,
+        total: int,
+        secret: bytes,
+        rate: float | None,
     ) -> None:
-        self.host, self.port, self.path = host, port, path
+        self.host, self.ports, self.path = host, ports, path
         self.rate = rate
         self.start = 0.0
         self.total = total
@@ -57,54 +110,30 @@ class Generator:
         return None
 
     async def connection(self, deadline: float) -> None:
-        # hypercorn closes a keep-alive connection after 1,000 requests: open a new one then.
-        while await self._connection(deadline):
-            pass
-
-    async def _connection(self, deadline: float) -> bool:
-        """Send requests on one connection; True when the server closed it with work left."""
-        stream = await trio.open_tcp_stream(self.host, self.port)
-        conn = h11.Connection(h11.CLIENT)
-        async with stream:
+        """One sender: takes the next event and POSTs it to ``ports[index % len(ports)]``
+        (round robin over the servers, on a keep-alive connection to each)."""
+        connections = [_Connection(self.host, port) for port in self.ports]
+        try:
             while (index := self.take()) is not None:
                 if time.monotonic() > deadline:
                     raise RuntimeError("load generation ran past its time limit")
                 if self.rate:  # open loop at a fixed rate: event i leaves at start + i / rate
                     await trio.sleep_until(self.start + index / self.rate)
+                connection = connections[index % len(connections)]
                 body = make_body(index)
                 signature = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
                 request = h11.Request(
                     method="POST",
                     target=self.path,
                     headers=[
-                        ("host", f"{self.host}:{self.port}"),
+                        ("host", f"{self.host}:{connection.port}"),
                         ("content-type", "application/json"),
                         ("content-length", str(len(body))),
                         ("x-signature-256", signature),
                     ],
                 )
                 started = time.monotonic()
-                await stream.send_all(
-                    conn.send(request)
-                    + conn.send(h11.Data(data=body))
-                    + conn.send(h11.EndOfMessage())
-                )
-                status = 0
-                retry_after = 0.0
-                while True:
-                    event = conn.next_event()
-                    if event is h11.NEED_DATA:
-                        data = await stream.receive_some(65536)
-                        if not data:
-                            raise RuntimeError("server closed the connection")
-                        conn.receive_data(data)
-                    elif isinstance(event, h11.Response):
-                        status = event.status_code
-                        for name, value in event.headers:
-                            if name == b"retry-after":
-                                retry_after = min(float(value), 1.0)
-                    elif isinstance(event, h11.EndOfMessage):
-                        break
+                status, retry_after = await connection.exchange(request, body)
                 self.ack_latencies.append(time.monotonic() - started)
                 self.statuses[status] = self.statuses.get(status, 0) + 1
                 if status == 503:
@@ -112,10 +141,10 @@ class Generator:
                     await trio.sleep(retry_after)
                 elif 200 <= status < 300:
                     self.accepted += 1
-                if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-                    return True
-                conn.start_next_cycle()
-        return False
+        finally:
+            for connection in connections:
+                with trio.CancelScope(shield=True):
+                    await connection.aclose()
 
 
 async def generate(args: argparse.Namespace) -> dict[str, object]:
@@ -139,13 +168,17 @@ async def generate(args: argparse.Namespace) -> dict[str, object]:
         "accept_rate": generator.accepted / elapsed,
         "ack_p50_ms": 1000 * statistics.median(latencies),
         "ack_p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+        "ports": args.port,
+        "cpu_s": time.process_time(),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--port", type=int, nargs="+", required=True, help="several: round robin over them"
+    )
     parser.add_argument("--path", default="/integration/webhook")
     parser.add_argument("-n", type=int, default=20_000)
     parser.add_argument("-c", "--concurrency", type=int, default=32)

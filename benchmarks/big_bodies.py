@@ -40,7 +40,8 @@ import trio
 
 from ._big_sender import percentile
 from ._common import ROOT, free_port, run_and_save, wait_http
-from .live_events import BENCH_APP, _hypercorn, _ocean_env, _peak_rss_mb, _server
+from ._live import BENCH_APP, hypercorn, ocean_env, start_server
+from ._procs import peak_rss_mb
 
 MIB = 1024 * 1024
 BIG_KINDS = {"big_string": "big-string", "big_structured": "big-structured"}
@@ -106,11 +107,11 @@ async def run_once(args: argparse.Namespace, label: str) -> dict[str, Any]:
     port = free_port()
     phases: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as state:
-        env = _ocean_env(state, args.workers, args.journal, 10_000)
+        env = ocean_env(state, args.workers, args.journal, 10_000)
         if args.max_body is not None:
             env["OCEAN__LIVE_EVENTS__MAX_BODY_BYTES"] = str(args.max_body)
         async with trio.open_nursery() as nursery:
-            process = await _server(_hypercorn(port, BENCH_APP), env, nursery)
+            process = await start_server(hypercorn(port, BENCH_APP), env, nursery)
             await wait_http(f"http://127.0.0.1:{port}/health/live", process)
             _log(f"{label}: server pid {process.pid} on 127.0.0.1:{port}")
             accepted = 0
@@ -124,7 +125,7 @@ async def run_once(args: argparse.Namespace, label: str) -> dict[str, Any]:
                     "big": big,
                     "drained": drained,
                     "drain_s": time.time() - phase_end,
-                    "peak_rss_mb": _peak_rss_mb(process.pid),
+                    "peak_rss_mb": peak_rss_mb(process.pid),
                 }
                 _log(f"{label}: {name}: {_summary(small, big)}; {_drain(phases[name], args)}")
                 if process.returncode is not None:

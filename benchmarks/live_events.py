@@ -6,16 +6,16 @@ ocean-trio wait until every event's entity is in the catalog. Reports medians as
 accept rate, end-to-end rate (first POST → last entity applied), POST→applied latency
 p50/p99, server peak RSS, lost events, and the ratio of end-to-end rate to the ceiling.
 
+``--topology split --ingress-processes N`` runs ocean-trio as ``sail --ingress-processes N``
+and ``--journal redis --instances K`` as K instances on one Redis (``_scaled``); both also
+report CPU by role and idle CPU.
+
 Run: ``make bench`` (or ``python -m benchmarks.live_events --events 20000 --runs 3``).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import json
-import os
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -26,66 +26,22 @@ from typing import Any
 import httpx
 import trio
 
-from ._common import ROOT, free_port, progress, run_and_save, wait_http
-
-BENCH_APP = "benchmarks.bench_integration.main:app"
-
-
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-async def _loadgen(
-    port: int, events: int, concurrency: int, rate: float | None = None
-) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "benchmarks._loadgen", "--port", str(port)]
-    argv += ["-n", str(events), "-c", str(concurrency)]
-    if rate:
-        argv += ["--rate", str(rate)]
-    result = await trio.run_process(
-        argv,
-        cwd=ROOT,
-        capture_stdout=True,
-    )
-    return dict(json.loads(result.stdout))
-
-
-async def _server(argv: list[str], env: dict[str, str], nursery: trio.Nursery) -> trio.Process:
-    run = functools.partial(trio.run_process, argv, cwd=ROOT, env=env, check=False)
-    process: trio.Process = await nursery.start(run)
-    return process
-
-
-def _hypercorn(port: int, app: str) -> list[str]:
-    """hypercorn's trio worker in the server process itself (``-w 0``), bound on loopback."""
-    return [sys.executable, "-m", "hypercorn", "--worker-class", "trio", "-w", "0",
-            "-b", f"127.0.0.1:{port}", app]  # fmt: skip
-
-
-def _ocean_env(state: str, workers: int, journal: str, max_pending: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "OCEAN__STATE_PATH": state,
-        "OCEAN__EVENT_WORKERS_COUNT": str(workers),
-        "OCEAN__LIVE_EVENTS__MAX_PENDING_EVENTS": str(max_pending),
-        "OCEAN__LIVE_EVENTS__JOURNAL__TYPE": journal,
-        "OCEAN__LOG_LEVEL": "WARNING",
-    }
-
-
-async def run_ceiling(events: int, concurrency: int) -> dict[str, Any]:
-    port = free_port()
-    argv = _hypercorn(port, "benchmarks.ceiling:app")
-    async with trio.open_nursery() as nursery:
-        process = await _server(argv, dict(os.environ), nursery)
-        await wait_http(f"http://127.0.0.1:{port}/", process)
-        load = await _loadgen(port, events, concurrency)
-        rss = _peak_rss_mb(process.pid)
-        process.terminate()
-    return {"accept_rate": load["accept_rate"], "peak_rss_mb": rss, "load": load}
+from ._common import free_port, progress, run_and_save, wait_http
+from ._live import (
+    BENCH_APP,
+    Deployment,
+    cpu_used,
+    hypercorn,
+    loadgen,
+    measure_idle,
+    ocean_env,
+    ocean_figures,
+    run_ceiling,
+    start_server,
+)
+from ._live import median as _median
+from ._procs import peak_rss_mb, rss_mb
+from ._scaled import redis, split
 
 
 async def run_ocean(
@@ -97,35 +53,38 @@ async def run_ocean(
     rate: float | None = None,
     rss_after: int | None = None,
     max_pending: int | None = None,
+    idle_seconds: float = 0.0,
 ) -> dict[str, Any]:
     """One ocean-trio run; ``rss_after`` also samples the server's RSS once that many events
-    have completed, to compare with the RSS at the end (memory growth under sustained load)."""
+    have completed, to compare with the RSS at the end (memory growth under sustained load);
+    ``idle_seconds``: then the CPU the server uses idle that long."""
     port = free_port()
     with tempfile.TemporaryDirectory() as state:
-        env = _ocean_env(state, workers, journal, max_pending or max(events, 10_000))
-        argv = _hypercorn(port, BENCH_APP)
+        env = ocean_env(state, workers, journal, max_pending or max(events, 10_000))
+        argv = hypercorn(port, BENCH_APP)
         rss_samples: dict[str, float] = {}
         async with trio.open_nursery() as nursery:
-            process = await _server(argv, env, nursery)
+            process = await start_server(argv, env, nursery)
             await wait_http(f"http://127.0.0.1:{port}/health/live", process)
             if rss_after:
                 nursery.start_soon(_sample_rss, port, process, rss_after, rss_samples)
-            load = await _loadgen(port, events, concurrency, rate)
+            deployment = Deployment([process], lambda pid: "server")
+            cpu = deployment.cpu()
+            load = await loadgen([port], events, concurrency, rate)
             completed = await _wait_completed(port, load["accepted"], process)
-            rss_samples["end"] = _rss_mb(process.pid)
-            rss = _peak_rss_mb(process.pid)
+            used = sum(cpu_used(cpu, deployment.cpu()).values())
+            rss_samples["end"] = rss_mb(process.pid)
+            rss = peak_rss_mb(process.pid)
+            idle = await measure_idle(deployment, idle_seconds) if idle_seconds else None
             process.terminate()
             nursery.cancel_scope.cancel()
-        figures = _ocean_figures(Path(state) / "catalog.sqlite3", events, load, completed, rss)
+        figures = ocean_figures(Path(state) / "catalog.sqlite3", events, load, completed, rss)
         figures["rss_samples_mb"] = rss_samples
+        figures["cpu_ms_per_event"] = 1000 * used / completed
+        figures["loadgen_cpu_ms_per_event"] = 1000 * load["cpu_s"] / events
+        if idle is not None:
+            figures["idle"] = idle
         return figures
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def _sample_rss(
@@ -136,7 +95,7 @@ async def _sample_rss(
         while process.returncode is None:
             completed = (await client.get(url)).json()["journal"]["completed"]
             if completed >= after:
-                samples[f"after_{after}"] = _rss_mb(process.pid)
+                samples[f"after_{after}"] = rss_mb(process.pid)
                 return
             await trio.sleep(0.2)
 
@@ -149,7 +108,7 @@ async def run_ocean_port(
     emulator_url = f"http://127.0.0.1:{emulator_port}"
     with tempfile.TemporaryDirectory() as state:
         env = {
-            **_ocean_env(state, workers, journal, max(events, 10_000)),
+            **ocean_env(state, workers, journal, max(events, 10_000)),
             "OCEAN__CATALOG__TYPE": "port",
             "OCEAN__PORT__BASE_URL": emulator_url,
             "OCEAN__PORT__CLIENT_ID": "client-id",
@@ -159,24 +118,24 @@ async def run_ocean_port(
         }
         emulator_argv = [sys.executable, "-m", "ocean_trio", "port-emulator"]
         emulator_argv += ["--port", str(emulator_port)]
-        argv = _hypercorn(port, BENCH_APP)
+        argv = hypercorn(port, BENCH_APP)
         async with trio.open_nursery() as nursery:
-            emulator = await _server(emulator_argv, env, nursery)
+            emulator = await start_server(emulator_argv, env, nursery)
             await wait_http(f"{emulator_url}/_emulator/requests", emulator)
-            process = await _server(argv, env, nursery)
+            process = await start_server(argv, env, nursery)
             await wait_http(f"http://127.0.0.1:{port}/health/live", process)
             async with httpx.AsyncClient(timeout=60) as client:
                 before = len(
                     (await client.get(f"{emulator_url}/_emulator/requests")).json()["requests"]
                 )
-                load = await _loadgen(port, events, concurrency)
+                load = await loadgen([port], events, concurrency)
                 completed = await _wait_completed(port, load["accepted"], process)
                 finished = time.time()
                 requests = (await client.get(f"{emulator_url}/_emulator/requests")).json()[
                     "requests"
                 ]
                 stored = (await client.get(f"{emulator_url}/_emulator/entities")).json()["entities"]
-            rss = _peak_rss_mb(process.pid)
+            rss = peak_rss_mb(process.pid)
             process.terminate()
             emulator.terminate()
     calls = requests[before:]
@@ -207,38 +166,15 @@ async def _wait_completed(port: int, accepted: int, process: trio.Process) -> in
     raise RuntimeError("events were not all processed within 600 s")
 
 
-def _ocean_figures(
-    db: Path, events: int, load: dict[str, Any], completed: int, rss: float
-) -> dict[str, Any]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(
-            "SELECT json_extract(data, '$.properties.sentAt'), updated_at FROM entities"
-            " WHERE blueprint = 'benchItem'"
-        ).fetchall()
-    latencies = sorted(applied - sent for sent, applied in rows)
-    last_applied = max(applied for _, applied in rows)
-    e2e_seconds = last_applied - load["first_post_wall"]
-    return {
-        "accept_rate": load["accept_rate"],
-        "end_to_end_rate": len(rows) / e2e_seconds,
-        "latency_p50_ms": 1000 * statistics.median(latencies),
-        "latency_p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
-        "peak_rss_mb": rss,
-        "lost_events": events - len(rows),
-        "completed": completed,
-        "load": load,
-    }
-
-
-def _median(runs: list[dict[str, Any]], key: str) -> float:
-    return float(statistics.median(r[key] for r in runs))
-
-
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.soak:
         return await soak(args)
     if args.sink == "port":
         return await port_sink(args)
+    if args.topology == "split":
+        return await split(args)
+    if args.journal == "redis":
+        return await redis(args)
     ceilings, oceans = [], []
     for run in range(1, args.runs + 1):
         progress(f"run {run}/{args.runs}: bare hypercorn-trio ceiling, {args.events} events")
@@ -246,8 +182,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         progress(
             f"  ceiling {ceilings[-1]['accept_rate']:,.0f} req/s; now ocean-trio ({args.journal})"
         )
-        oceans.append(await run_ocean(args.events, args.concurrency, args.workers, args.journal))
-        progress(f"  end to end {oceans[-1]['end_to_end_rate']:,.0f} events/s")
+        oceans.append(
+            await run_ocean(
+                args.events,
+                args.concurrency,
+                args.workers,
+                args.journal,
+                idle_seconds=args.idle_seconds,
+            )
+        )
+        line = f"  end to end {oceans[-1]['end_to_end_rate']:,.0f} events/s"
+        if args.idle_seconds:
+            line += f", idle {oceans[-1]['idle']['cpu_percent_of_one_core']:.1f}% of a core"
+        progress(line)
     ceiling_rate = _median(ceilings, "accept_rate")
     ratios = [
         o["end_to_end_rate"] / c["accept_rate"] for c, o in zip(ceilings, oceans, strict=True)
@@ -266,8 +213,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         )
         for _ in range(args.runs)
     ]
-    return {
+    summary: dict[str, Any] = {
         "benchmark": "live_events",
+        "topology": "single",
         "events": args.events,
         "runs": args.runs,
         "concurrency": args.concurrency,
@@ -283,9 +231,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "half_rate_latency_p50_ms": _median(paced, "latency_p50_ms"),
         "half_rate_latency_p99_ms": _median(paced, "latency_p99_ms"),
         "peak_rss_mb": _median(oceans, "peak_rss_mb"),
+        "cpu_ms_per_event": _median(oceans, "cpu_ms_per_event"),
+        "ceiling_cpu_ms_per_request": _median(ceilings, "server_cpu_ms_per_request"),
+        "loadgen_cpu_ms_per_event": _median(oceans, "loadgen_cpu_ms_per_event"),
         "lost_events": max(r["lost_events"] for r in oceans + paced),
-        "per_run": {"ceiling": ceilings, "ocean_trio": oceans, "half_rate": paced},
     }
+    if args.idle_seconds:
+        summary["idle_seconds"] = args.idle_seconds
+        summary["idle_cpu_percent_of_one_core"] = _median(
+            [o["idle"] for o in oceans], "cpu_percent_of_one_core"
+        )
+    summary["per_run"] = {"ceiling": ceilings, "ocean_trio": oceans, "half_rate": paced}
+    return summary
 
 
 async def port_sink(args: argparse.Namespace) -> dict[str, Any]:
@@ -366,18 +323,42 @@ def cli() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--journal", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument("--journal", choices=["sqlite", "memory", "redis"], default="sqlite")
+    parser.add_argument(
+        "--topology",
+        choices=["single", "split"],
+        default="single",
+        help="split: sail --ingress-processes N (a supervisor, N ingress processes, one"
+        " processing process; SQLite journal)",
+    )
+    parser.add_argument("--ingress-processes", type=int, default=2, help="with --topology split")
+    parser.add_argument(
+        "--instances", type=int, default=1, help="with --journal redis: instances on one Redis"
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=10.0,
+        help="after each saturated run, CPU used this long with no traffic (0: not measured)",
+    )
     parser.add_argument("--sink", choices=["local", "port"], default="local")
     parser.add_argument("--paced-seconds", type=float, default=15.0)
     parser.add_argument("--soak", type=int, help="one long run of this many events: RSS growth")
     args = parser.parse_args()
-    name = (
-        "live_events_soak"
-        if args.soak
-        else "live_events_port_sink"
-        if args.sink == "port"
-        else f"live_events_{args.journal}"
-    )
+    if args.topology == "split" and args.journal != "sqlite":
+        parser.error("--topology split shares the SQLite journal: --journal sqlite")
+    if args.journal == "redis" and (args.soak or args.sink == "port"):
+        parser.error("--journal redis runs the plain live-events load only")
+    if args.soak:
+        name = "live_events_soak"
+    elif args.sink == "port":
+        name = "live_events_port_sink"
+    elif args.topology == "split":
+        name = f"live_events_split_{args.ingress_processes}"
+    elif args.journal == "redis":
+        name = f"live_events_redis_{args.instances}"
+    else:
+        name = f"live_events_{args.journal}"
     run_and_save(name, main, args)
 
 
