@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 import ocean_trio._state_wake
 from ocean_trio import ConfigError, Integration, StartupError
@@ -192,3 +193,36 @@ async def test_the_lock_is_released_when_its_process_is_killed(tmp_path: Path) -
         await lock.acquire()
     assert (folder / "ocean-trio.lock").read_text().strip() == str(os.getpid())
     lock.close()
+
+
+@pytest.mark.usefixtures("no_fallback")
+async def test_a_resync_asked_of_the_ingress_process_runs_in_the_processing_one(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        tmp_path, eventListener={"type": "WEBHOOK", "token": "t"}, resync={"coalesceSeconds": 0}
+    )
+    async with (
+        serve_integration(integration(integration_root), settings) as first,
+        serve_integration(integration(integration_root), settings) as second,
+    ):
+        assert first.app.resyncs is not None
+        finished = trio.Event()
+
+        async def wait() -> None:
+            assert first.app.resyncs is not None
+            await first.app.resyncs.wait_for_next()
+            finished.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait)
+            await trio.testing.wait_all_tasks_blocked()
+            answer = await second.client.post("/resync", headers={"authorization": "Bearer t"})
+            assert answer.status_code == 202
+            with trio.fail_after(10):
+                await finished.wait()
+        state = first.app.resyncs.last
+        assert state is not None
+        assert "recorded by another process" in state.reason
+        assert second.app.resyncs is not None
+        assert second.app.resyncs.last is None  # nothing ran in the ingress process
