@@ -3,7 +3,8 @@
 The supervisor binds the HTTP port itself and starts N ingress processes that share that
 listening socket (the kernel spreads connections over them, as with ``hypercorn -w N``) and
 one processing process; they share the state folder's SQLite journal. A child that dies is
-started again (after a pause that grows while it keeps dying); the first SIGINT or SIGTERM
+started again (after a pause that grows while it keeps dying), unless its first start failed
+(exit code 2: a bad setting, which stops the topology with its message); the first SIGINT or SIGTERM
 is passed on to every child, which drains and exits, a second one kills them. Children run
 in sessions of their own, so a terminal's Ctrl-C reaches them once, through the supervisor,
 and each drains on its own if the supervisor dies (it watches its parent).
@@ -124,7 +125,9 @@ async def _keep(
         if state.stopping.is_set():
             return
         ran = trio.current_time() - started
-        if code == STARTUP_FAILURE_CODE:
+        if code == STARTUP_FAILURE_CODE and child.restarts == 0:
+            # Its first start: a bad setting or a busy port, which restarting cannot mend
+            # (after a restart, the same code may be an outage: it is started again).
             state.failed = f"{child.name} could not start (exit code {code}): see its message above"
             _stop(state, None, children)
             return

@@ -268,3 +268,28 @@ async def test_the_split_topology_refuses_a_busy_port_and_the_memory_journal(
     (logged_package / "config.yaml").write_text("liveEvents:\n  journal:\n    type: memory\n")
     errors = await _sail_split_fails(logged_package, tmp_path, "--port", str(_free_port()))
     assert "--ingress-processes needs a journal the processes share" in errors
+
+
+CHILD = """
+import sys
+from pathlib import Path
+runs = Path(sys.argv[1])
+n = len(runs.read_text()) if runs.exists() else 0
+runs.write_text("x" * (n + 1))
+codes = [int(c) for c in sys.argv[2].split(",")]
+sys.exit(codes[n] if n < len(codes) else 0)
+"""
+
+
+async def test_a_child_is_started_again_until_the_topology_stops(tmp_path: Path) -> None:
+    # Dies with 1, then with 2 (after a restart: an outage, not a bad setting), then exits 0
+    # (started again each time); the other child's first start fails with 2: the end.
+    from ocean_trio._supervisor import _Child, _run
+
+    runs = tmp_path / "runs"
+    flaky = _Child("flaky", [sys.executable, "-c", CHILD, str(runs), "1,2,0,0,0,0"])
+    late = _Child("late", [sys.executable, "-c", "import time, sys; time.sleep(3); sys.exit(2)"])
+    with socket.socket() as sock, trio.fail_after(20):
+        code = await _run([flaky, late], sock.fileno(), base_url=None)
+    assert code == 2  # the late child's first start failed
+    assert len(runs.read_text()) >= 3  # started again after its exit with 2
