@@ -585,7 +585,15 @@ class PortClient:
         return None if response.status_code == 404 else dict(response.json()["integration"])
 
     async def create_integration(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        response = await self.request("POST", "/v1/integration", json_body=body, retryable=False)
+        """Create the integration; if another process just did (409), the one Port has."""
+        response = await self.request(
+            "POST", "/v1/integration", json_body=body, retryable=False, accept=(409,)
+        )
+        if response.status_code == 409:
+            found = await self.get_integration(str(body["installationId"]))
+            if found is not None:
+                return found
+            raise PortApiError(f"creating integration {body['installationId']}: 409, then gone")
         return dict(response.json()["integration"])
 
     async def patch_integration(self, identifier: str, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -248,3 +248,15 @@ async def test_the_client_follows_ports_rate_limit_headers_instead_of_hitting_42
         statuses = [r.status for r in emulator.requests]
     assert len(statuses) == 13  # the token, then 12 reads
     assert statuses.count(429) == 0
+
+
+async def test_two_processes_creating_the_integration_at_once_both_get_it() -> None:
+    # The split topology's processes start together against a Port that lacks the
+    # integration: one creates it, the other's 409 reads it back instead of failing.
+    emulator = PortEmulator()
+    body = {"installationId": "twins", "installationAppType": "fake", "config": {"a": 1}}
+    async with port_client_for(emulator) as first, port_client_for(emulator) as second:
+        created = await first.create_integration(body)
+        again = await second.create_integration({**body, "config": {"a": 2}})
+    assert created["identifier"] == again["identifier"] == "twins"
+    assert again["config"] == {"a": 1}  # the first one's, as Port has it
