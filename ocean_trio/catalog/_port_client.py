@@ -593,7 +593,13 @@ class PortClient:
             found = await self.get_integration(str(body["installationId"]))
             if found is not None:
                 return found
-            raise PortApiError(f"creating integration {body['installationId']}: 409, then gone")
+            raise PortApiError(
+                409,
+                "identifier_taken",
+                "Port said the integration exists, then that it does not",
+                method="POST",
+                path="/v1/integration",
+            )
         return dict(response.json()["integration"])
 
     async def patch_integration(self, identifier: str, body: Mapping[str, Any]) -> dict[str, Any]:
