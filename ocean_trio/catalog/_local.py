@@ -15,6 +15,7 @@ import attrs
 import trio
 
 from .._entity import identifier_key
+from .._sqlite import use_wal
 from ..resync._target import ResyncRun, ResyncWriter
 from ._changes import EntityChanges
 from ._local_resync import merge_json, open_local_resync
@@ -75,13 +76,25 @@ class LocalCatalog:
         def connect() -> sqlite3.Connection:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
+            use_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-            present = {row[1] for row in db.execute("PRAGMA table_info(entities)")}
-            for column, kind in _COLUMNS.items():
-                if column not in present:
-                    db.execute(f"ALTER TABLE entities ADD COLUMN {column} {kind}")
+            # Several processes open one catalog at once (the split topology, instances
+            # sharing a catalog file): the schema is created and migrated under the write
+            # lock, so no two of them see a column missing and both add it.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                present = {row[1] for row in db.execute("PRAGMA table_info(entities)")}
+                for column, kind in _COLUMNS.items():
+                    if column not in present:
+                        db.execute(f"ALTER TABLE entities ADD COLUMN {column} {kind}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                db.close()
+                raise
             db.create_function("ocean_merge", 2, merge_json, deterministic=True)
             return db
 

@@ -21,6 +21,7 @@ import attrs
 import trio
 
 from .._exceptions import DuplicateDeliveryError, JournalFullError, JournalUnavailableError
+from .._sqlite import use_wal
 from ._event import WebhookEvent
 from ._journal import (
     DEDUP_WINDOW_SECONDS,
@@ -200,7 +201,7 @@ class SqliteJournal:
                 isolation_level=None,
                 timeout=BUSY_TIMEOUT_MS / 1000,
             )
-            db.execute("PRAGMA journal_mode=WAL")
+            use_wal(db)
             # FULL: a commit reaches the disk before the 2xx goes out (NORMAL may lose the
             # last commits on power loss, which would break the acknowledgement's promise).
             db.execute("PRAGMA synchronous=FULL")

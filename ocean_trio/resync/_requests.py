@@ -16,6 +16,8 @@ from typing import Protocol, TypeVar
 
 import trio
 
+from .._sqlite import use_wal
+
 _T = TypeVar("_T")
 
 
@@ -76,7 +78,7 @@ class SqliteRequestStore:
         def connect() -> sqlite3.Connection:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
+            use_wal(db)
             db.execute("PRAGMA synchronous=FULL")
             db.execute(
                 "CREATE TABLE IF NOT EXISTS resync_requests"

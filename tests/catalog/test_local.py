@@ -88,6 +88,27 @@ async def test_entities_and_blueprints_survive_a_reopen(tmp_path: Path) -> None:
         assert await catalog.list_blueprints() == [{"identifier": "svc", "title": "Service"}]
 
 
+async def test_a_new_catalog_opened_by_several_processes_at_once_opens_in_each(
+    tmp_path: Path,
+) -> None:
+    # Each open has its connection on a thread of its own, as another process's would be
+    # (sail --ingress-processes, instances sharing a catalog file). When the schema was not
+    # created under the write lock, two opens saw a column missing and both added it
+    # ("duplicate column name") in a third of the rounds.
+    opened = 0
+
+    async def open_one(path: Path) -> None:
+        nonlocal opened
+        async with LocalCatalog.open(path):
+            opened += 1
+
+    for round_ in range(20):
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):
+                nursery.start_soon(open_one, tmp_path / f"c{round_}.sqlite3")
+    assert opened == 80
+
+
 async def test_applier_groups_concurrent_changes_into_few_writes(tmp_path: Path) -> None:
     async with LocalCatalog.open(tmp_path / "c.sqlite3") as catalog:
         applier = Applier(catalog)
