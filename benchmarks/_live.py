@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 
 from ._common import ROOT, free_port, wait_http
@@ -81,6 +82,18 @@ async def run_ceiling(events: int, concurrency: int) -> dict[str, Any]:
         "server_cpu_ms_per_request": 1000 * cpu / load["accepted"],
         "load": load,
     }
+
+
+async def catalog_writes(ports: list[int]) -> dict[str, float]:
+    """Catalog writes (the applier's batches) and changes written, summed over the servers
+    on ``ports`` (``/health/ready``; a process that serves no HTTP is not counted)."""
+    batches = changes = 0
+    async with httpx.AsyncClient(timeout=10) as client:
+        for port in ports:
+            applier = (await client.get(f"http://127.0.0.1:{port}/health/ready")).json()["applier"]
+            batches += applier["batches"]
+            changes += applier["changes_applied"]
+    return {"catalog_writes": batches, "changes_per_catalog_write": changes / max(1, batches)}
 
 
 def count_applied(db: Path) -> int:

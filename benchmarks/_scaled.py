@@ -35,6 +35,7 @@ from ._common import free_port, progress
 from ._live import (
     BENCH_FOLDER,
     Deployment,
+    catalog_writes,
     cpu_used,
     loadgen,
     measure_idle,
@@ -138,16 +139,21 @@ async def _measure(
     cpu, counters = deployment.cpu(), await deployment.counters()
     load = await loadgen(ports, events, concurrency, rate)
     applied = await wait_applied(catalog, load["accepted"])
-    used = deployment.by_role(cpu_used(cpu, deployment.cpu()))
+    by_process = cpu_used(cpu, deployment.cpu())
+    used = deployment.by_role(by_process)
     rss = deployment.by_role({pid: peak_rss_mb(pid) for pid in deployment.pids()})
     server_rss = sum(mb for role, mb in rss.items() if role != "redis")
     figures = ocean_figures(catalog, events, load, applied, server_rss)
     figures["peak_rss_mb_by_role"] = rss
     figures["cpu_ms_per_event_by_role"] = {r: 1000 * s / applied for r, s in used.items()}
+    figures["cpu_s_by_process"] = {
+        f"{deployment.role_of(pid)} {pid}": s for pid, s in by_process.items()
+    }
     figures["cpu_ms_per_event"] = 1000 * sum(s for r, s in used.items() if r != "redis") / applied
     figures["loadgen_cpu_ms_per_event"] = 1000 * load["cpu_s"] / events
     if deployment.redis is not None:
         figures.update(_redis_figures(counters, await deployment.counters(), events))
+        figures.update(await catalog_writes(ports))  # every instance serves HTTP
     if idle_seconds:
         figures["idle"] = await measure_idle(deployment, idle_seconds)
     return figures
@@ -395,6 +401,7 @@ async def _scaled(
         summary["half_rate_redis_round_trips_per_event"] = median(
             paced, "redis_round_trips_per_event"
         )
+        summary["changes_per_catalog_write"] = median(oceans, "changes_per_catalog_write")
         if args.idle_seconds:
             summary["idle_redis_commands_per_s"] = median(idles, "redis_commands_per_s")
     summary["per_run"] = {"ceiling": ceilings, "ocean_trio": oceans, "half_rate": paced}

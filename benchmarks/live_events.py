@@ -30,6 +30,7 @@ from ._common import free_port, progress, run_and_save, wait_http
 from ._live import (
     BENCH_APP,
     Deployment,
+    catalog_writes,
     cpu_used,
     hypercorn,
     loadgen,
@@ -73,6 +74,7 @@ async def run_ocean(
             load = await loadgen([port], events, concurrency, rate)
             completed = await _wait_completed(port, load["accepted"], process)
             used = sum(cpu_used(cpu, deployment.cpu()).values())
+            writes = await catalog_writes([port])
             rss_samples["end"] = rss_mb(process.pid)
             rss = peak_rss_mb(process.pid)
             idle = await measure_idle(deployment, idle_seconds) if idle_seconds else None
@@ -81,6 +83,7 @@ async def run_ocean(
         figures = ocean_figures(Path(state) / "catalog.sqlite3", events, load, completed, rss)
         figures["rss_samples_mb"] = rss_samples
         figures["cpu_ms_per_event"] = 1000 * used / completed
+        figures.update(writes)
         figures["loadgen_cpu_ms_per_event"] = 1000 * load["cpu_s"] / events
         if idle is not None:
             figures["idle"] = idle
@@ -232,6 +235,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "half_rate_latency_p99_ms": _median(paced, "latency_p99_ms"),
         "peak_rss_mb": _median(oceans, "peak_rss_mb"),
         "cpu_ms_per_event": _median(oceans, "cpu_ms_per_event"),
+        "changes_per_catalog_write": _median(oceans, "changes_per_catalog_write"),
         "ceiling_cpu_ms_per_request": _median(ceilings, "server_cpu_ms_per_request"),
         "loadgen_cpu_ms_per_event": _median(oceans, "loadgen_cpu_ms_per_event"),
         "lost_events": max(r["lost_events"] for r in oceans + paced),
