@@ -23,8 +23,11 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 bench: $(STAMP)
+	command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
 	$(BIN)/python -m benchmarks.live_events --journal sqlite
 	$(BIN)/python -m benchmarks.live_events --journal memory
+	$(BIN)/python -m benchmarks.live_events --topology split --ingress-processes 2
+	$(BIN)/python -m benchmarks.live_events --journal redis --instances 2
 	$(BIN)/python -m benchmarks.live_events --soak 200000
 	$(BIN)/python -m benchmarks.live_events --sink port --workers 1
 	$(BIN)/python -m benchmarks.big_bodies
