@@ -216,7 +216,7 @@ async def open_app(
             with using(integration):
                 integration.attach(app, settings)
                 try:
-                    async with _running(app, listener, startup, lock):
+                    async with _running(app, listener, startup, lock, wake):
                         yield app
                 finally:
                     integration.detach()
@@ -224,7 +224,11 @@ async def open_app(
 
 @asynccontextmanager
 async def _running(
-    app: App, listener: HttpListener | None, startup: _Startup, lock: StateFolderLock
+    app: App,
+    listener: HttpListener | None,
+    startup: _Startup,
+    lock: StateFolderLock,
+    wake: WakeSender,
 ) -> AsyncIterator[None]:
     """The components' tasks, HTTP, processing; see ``open_app`` for how it stops."""
     try:
@@ -241,7 +245,7 @@ async def _running(
                 app.serving.set()  # served elsewhere (a supervisor's socket, a proxy)
             if app.settings.role != "ingress":
                 if lock.try_acquire():
-                    await nursery.start(_process, app, lock, startup)
+                    await nursery.start(_process, app, lock, startup, wake)
                 else:
                     logger.info(
                         "events are processed by pid %s (state folder %s): this process"
@@ -249,7 +253,7 @@ async def _running(
                         lock.holder(),
                         lock.folder,
                     )
-                    nursery.start_soon(_take_over, app, lock)
+                    nursery.start_soon(_take_over, app, lock, wake)
             try:
                 yield
             except BaseException:
@@ -271,16 +275,28 @@ async def _running(
         raise leaf from None
 
 
-async def _take_over(app: App, lock: StateFolderLock) -> None:
-    await lock.acquire()
+async def _take_over(app: App, lock: StateFolderLock, wake: WakeSender) -> None:
+    # A standby that is itself stopping (every process of the folder is) never takes over.
+    async with trio.open_nursery() as nursery:
+
+        async def give_up_when_stopping() -> None:
+            await app.stopping.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(give_up_when_stopping)
+        await lock.acquire()
+        nursery.cancel_scope.cancel()
+    if app.stopping.is_set() or not lock.held:
+        return
     logger.info("this process (pid %d) processes events now", os.getpid())
-    await _process(app, lock, _Startup(app.settings.startup_timeout_seconds))
+    await _process(app, lock, _Startup(app.settings.startup_timeout_seconds), wake)
 
 
 async def _process(
     app: App,
     lock: StateFolderLock,
     startup: _Startup,
+    wake: WakeSender,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -299,6 +315,7 @@ async def _process(
             await app.resyncs.pick_up_recorded()
 
     app.journal.watch(appended_elsewhere)
+    wake.muted = True  # its own appends and replays reach its pipelines directly
     await _report_backlog(app)
     async with trio.open_nursery() as nursery:
         if app.settings.live_events.journal_type == "sqlite":

@@ -40,13 +40,14 @@ class WakeSender:
 
     def __init__(self, folder: Path) -> None:
         self._address = wake_address(folder)
+        self.muted = False  # set in the processing process: it would only poke itself
         self._socket: socket.socket | None = None
         if _SUPPORTED:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._socket.setblocking(False)
 
     def notify(self) -> None:
-        if self._socket is None:
+        if self._socket is None or self.muted:
             return
         # Nobody listening, or pokes already waiting: either way nothing to add.
         with contextlib.suppress(OSError):

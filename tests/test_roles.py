@@ -226,3 +226,30 @@ async def test_a_resync_asked_of_the_ingress_process_runs_in_the_processing_one(
         assert "recorded by another process" in state.reason
         assert second.app.resyncs is not None
         assert second.app.resyncs.last is None  # nothing ran in the ingress process
+
+
+async def test_a_stopping_standby_never_takes_over(integration_root: Path, tmp_path: Path) -> None:
+    # Every process of a folder stops together (hypercorn's workers on SIGINT): the standby
+    # must not start processing (hooks, resyncs) in the middle of its own shutdown.
+    settings = make_settings(tmp_path)
+    first_ready, stop_first, first_done = trio.Event(), trio.Event(), trio.Event()
+
+    async def run_first() -> None:
+        async with serve_integration(integration(integration_root), settings) as first:
+            assert first.app.processing
+            first_ready.set()
+            await stop_first.wait()
+        first_done.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_first)
+        await first_ready.wait()
+        async with serve_integration(integration(integration_root), settings) as second:
+            assert not second.app.processing
+            second.app.stopping.set()  # its shutdown has begun
+            stop_first.set()
+            await first_done.wait()  # the lock is free now
+            with trio.move_on_after(1.5):  # three of the standby's tries
+                while not second.app.processing:  # noqa: ASYNC110
+                    await trio.sleep(0.1)
+            assert not second.app.processing
