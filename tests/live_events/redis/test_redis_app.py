@@ -3,6 +3,7 @@ recovery when it returns), dead letters and replay through the admin API."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -10,6 +11,7 @@ from typing import Any, ClassVar
 import trio
 
 from ocean_trio import EventStatus, Integration, ResourceConfig, WebhookEventRawResults
+from ocean_trio.live_events._events_cli import run_events_command
 from ocean_trio.live_events._journal import JournalEntry
 from ocean_trio.testing import TestServer, make_settings, serve_integration
 
@@ -123,3 +125,41 @@ async def test_dead_letters_over_the_admin_api_on_redis(
         assert await catalog_ids(server) == {"D-0", "D-1", "D-2"}
         listed = await server.client.get("/admin/events?status=dead", headers=AUTH)
         assert listed.json()["events"] == []
+
+
+async def test_the_events_cli_lists_replays_and_purges_redis_dead_letters(
+    integration_root: Path, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # The command reads the folder's config.yaml, as an operator's shell would.
+    (integration_root / "config.yaml").write_text(
+        f"statePath: {tmp_path / 'state'}\n"
+        "liveEvents:\n  journal:\n    type: redis\n"
+        f"  redis:\n    url: {redis_server.url}\n    leaseSeconds: 0.6\n    blockMs: 50\n"
+    )
+
+    def cli(action: str, **options: Any) -> tuple[int, str]:
+        out = io.StringIO()
+        code = run_events_command(action, integration_root, stdout=out, stderr=out, **options)
+        return code, out.getvalue()
+
+    built = integration(integration_root)
+    async with serve_integration(built, settings(tmp_path, redis_server)) as server:
+        GatedProcessor.broken = True
+        for n in range(3):
+            await server.post_event("/webhook", item(f"C-{n}"))
+        await server.next_outcomes(3)
+        await server.app.journal.flush()
+        code, listed = await trio.to_thread.run_sync(lambda: cli("list", status="dead"))
+        assert code == 0
+        assert listed.count(" dead ") == 3, listed
+        GatedProcessor.broken = False
+        seq = int(listed.splitlines()[1].split()[0])
+        code, replayed = await trio.to_thread.run_sync(lambda: cli("replay", seqs=[seq]))
+        assert code == 0, replayed
+        with trio.fail_after(10):
+            [(_, outcome)] = await server.next_outcomes(1)
+        assert outcome.status is EventStatus.DONE
+        code, purged = await trio.to_thread.run_sync(lambda: cli("purge"))
+        assert (code, purged.strip()) == (0, "2 event(s) purged")
+        code, listed = await trio.to_thread.run_sync(lambda: cli("list", status="dead"))
+        assert listed.strip() == "no events"
