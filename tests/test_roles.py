@@ -108,6 +108,15 @@ async def test_a_second_process_serves_webhooks_and_the_first_processes_them(
             found = await entity(first, name)
             assert found is not None
             assert found["title"] == titles[-1]
+        # A delivery id is one event across the processes: the shared journal dedups it.
+        repeat = {"X-GitHub-Delivery": "same-delivery"}
+        accepted = await first.post_event("/webhook", item("S-0", "dup"), headers=repeat)
+        again = await second.post_event("/webhook", item("S-0", "dup"), headers=repeat)
+        assert (accepted.status_code, again.status_code) == (202, 200)
+        assert again.json() == {"status": "duplicate", "trace_id": accepted.json()["trace_id"]}
+        with trio.fail_after(10):
+            [(entry, _)] = await first.next_outcomes(1)
+        assert payload(entry)["item"]["title"] == "dup"
         # The first is idle now: only the second's poke tells it of a new event.
         assert (await second.post_event("/webhook", item("S-0", "last"))).status_code == 202
         with trio.fail_after(10):
@@ -138,7 +147,7 @@ async def test_an_ingress_process_never_processes(integration_root: Path, tmp_pa
     ingress = make_settings(tmp_path, role="ingress")
     async with serve_integration(integration(integration_root), ingress) as server:
         assert (await server.post_event("/webhook", item("C"))).status_code == 202
-        await trio.sleep(0.5)  # what a processing side would need to finish it
+        await trio.testing.wait_all_tasks_blocked()  # all it would do, it has done
         assert not server.app.processing
         assert server.app.journal.statistics().pending == 1
     # the event waits in the journal for the processing side
