@@ -15,6 +15,7 @@ from ._exceptions import ConfigError
 from ._integration import Integration
 from ._resources import load_mapping, port_mapping
 from ._settings import Settings
+from ._state_wake import EVENTS, REQUESTS
 from .catalog._applier import Applier
 from .catalog._changes import EntityChanges
 from .catalog._local import LocalCatalog
@@ -70,7 +71,7 @@ class App:
     resyncs: ResyncCoordinator | None = None  # set by open_app unless the listener resyncs never
     resync_progress: Progress = attrs.field(factory=ConsoleProgress)
     requests: RequestStore | None = None  # where resync requests are recorded until served
-    wake: Callable[[], None] = lambda: None  # pokes the processing process of the state folder
+    wake: Callable[[bytes], None] = lambda what: None  # pokes the folder's processing process
     processing: bool = False  # this process runs the pipelines, hooks and resyncs
     finished: trio.Event = attrs.field(factory=trio.Event)  # set by ``finish``
     exit_code: int | None = None
@@ -193,7 +194,7 @@ class App:
                     replayed.seq,
                     replayed.path,
                 )
-        self.wake()
+        self.wake(EVENTS)
         return result
 
     async def request_resync(self, reason: str) -> None:
@@ -204,7 +205,7 @@ class App:
             return
         assert self.requests is not None
         await self.requests.add(reason)
-        self.wake()
+        self.wake(REQUESTS)
 
     async def drain(self) -> None:
         """Stop intake, wait until every accepted event has finished, and record that."""

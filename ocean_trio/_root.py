@@ -30,7 +30,7 @@ from ._resources import load_blueprints, load_mapping, mapping_file, port_mappin
 from ._serve import HttpListener
 from ._settings import EventListenerSettings, Settings
 from ._state_lock import StateFolderLock
-from ._state_wake import WakeSender, receive_wakes
+from ._state_wake import EVENTS, REQUESTS, WakeSender, receive_wakes
 from ._version import __version__
 from .catalog._applier import Applier
 from .catalog._local import LocalCatalog
@@ -308,10 +308,11 @@ async def _process(
         for pipeline in pipelines:
             pipeline.appended_elsewhere(high)
 
-    async def look() -> None:
-        # Others' appends and replays, and resync requests they recorded.
-        await app.journal.look_elsewhere()
-        if app.resyncs is not None:
+    async def look(what: frozenset[bytes]) -> None:
+        # Others' appends and replays, and resync requests they recorded: what they poked about.
+        if EVENTS in what:
+            await app.journal.look_elsewhere()
+        if REQUESTS in what and app.resyncs is not None:
             await app.resyncs.pick_up_recorded()
 
     app.journal.watch(appended_elsewhere)

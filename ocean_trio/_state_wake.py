@@ -25,6 +25,10 @@ logger = logging.getLogger("ocean_trio")
 FALLBACK_SECONDS = 2.0
 """How often the processing side looks without a poke (a lost poke costs at most this)."""
 
+EVENTS = b"e"  # a poke's one byte: events were appended (or replayed)
+REQUESTS = b"r"  # a resync request was recorded
+EVERYTHING = frozenset({EVENTS, REQUESTS})
+
 
 def wake_address(folder: Path) -> bytes:
     """The abstract socket name of ``folder``: no file to clean up, gone with its process."""
@@ -46,12 +50,13 @@ class WakeSender:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._socket.setblocking(False)
 
-    def notify(self) -> None:
+    def notify(self, what: bytes = EVENTS) -> None:
+        """Poke: ``EVENTS`` were appended, or ``REQUESTS`` recorded."""
         if self._socket is None or self.muted:
             return
         # Nobody listening, or pokes already waiting: either way nothing to add.
         with contextlib.suppress(OSError):
-            self._socket.sendto(b"!", self._address)
+            self._socket.sendto(what, self._address)
 
     def close(self) -> None:
         if self._socket is not None:
@@ -60,12 +65,13 @@ class WakeSender:
 
 async def receive_wakes(
     folder: Path,
-    on_wake: Callable[[], Awaitable[None]],
+    on_wake: Callable[[frozenset[bytes]], Awaitable[None]],
     *,
     fallback_seconds: float | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Call ``on_wake`` after each burst of pokes, and every ``fallback_seconds`` anyway
+    """Call ``on_wake`` with what each burst of pokes was about (``EVENTS``, ``REQUESTS``),
+    and with ``EVERYTHING`` every ``fallback_seconds`` anyway
     (default ``FALLBACK_SECONDS``)."""
     every = FALLBACK_SECONDS if fallback_seconds is None else fallback_seconds
     sock: socket.socket | None = None
@@ -85,21 +91,24 @@ async def receive_wakes(
                 sock = None
         task_status.started()
         while True:
+            what = EVERYTHING  # a look without a poke looks at everything
             with trio.move_on_after(every):
                 if sock is None:
                     await trio.sleep_forever()
                 else:
                     await trio.lowlevel.wait_readable(sock)
-                    _drain(sock)  # one look for every poke that arrived meanwhile
-            await on_wake()
+                    # One look for every poke that arrived meanwhile, at what they name.
+                    what = _drain(sock)
+            await on_wake(what)
     finally:
         if sock is not None:
             sock.close()
 
 
-def _drain(sock: socket.socket) -> None:
+def _drain(sock: socket.socket) -> frozenset[bytes]:
+    kinds: set[bytes] = set()
     while True:
         try:
-            sock.recv(16)
+            kinds.add(sock.recv(16))
         except BlockingIOError:
-            return
+            return frozenset(kinds & EVERYTHING)
