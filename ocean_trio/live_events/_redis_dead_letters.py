@@ -10,6 +10,7 @@ import heapq
 from collections.abc import AsyncIterator, Sequence
 
 import coredis
+import trio
 
 from ._journal import EventStatus, JournalRecord, Replayed, ReplayResult
 from ._redis_entries import Fields, RedisKeys, decode_record, entry_parts
@@ -29,7 +30,7 @@ class DeadLetters:
 
     async def records(self, status: EventStatus | None, limit: int) -> list[JournalRecord]:
         """The first ``limit`` records by global seq: dead letters, pending entries, or both."""
-        found: list[JournalRecord] = []
+        raw: list[tuple[Fields, EventStatus | None]] = []  # None: a dead letter
         if status in (None, EventStatus.DEAD):
             # Dead letters are in the order they died; the ``limit`` lowest seqs win.
             lowest = heapq.nsmallest(
@@ -38,15 +39,19 @@ class DeadLetters:
             )
             for _, entry_id in sorted(lowest):
                 entries = await self._client.xrange(self._keys.dead, entry_id, entry_id)
-                found += [decode_record(entry_parts(entry)[1]) for entry in entries]
+                raw += [(entry_parts(entry)[1], None) for entry in entries]
         if status in (None, EventStatus.PENDING):
             for shard in range(self._keys.shards):
                 # A shard stream is in seq order (seq and entry made in one script).
                 entries = await self._client.xrange(self._keys.stream(shard), count=limit)
-                found += [
-                    decode_record(entry_parts(entry)[1], EventStatus.PENDING) for entry in entries
-                ]
-        return sorted(found, key=lambda record: record.seq)[:limit]
+                raw += [(entry_parts(entry)[1], EventStatus.PENDING) for entry in entries]
+
+        def decode() -> list[JournalRecord]:
+            # On a thread: payloads are parsed for display, and bodies may be big.
+            found = [decode_record(fields, kind) for fields, kind in raw]
+            return sorted(found, key=lambda record: record.seq)[:limit]
+
+        return await trio.to_thread.run_sync(decode)
 
     async def replay(self, seqs: Sequence[int] | None) -> ReplayResult:
         """Move the dead letters ``seqs`` (all with None) to the tail of their shard, pending."""
