@@ -16,13 +16,15 @@ run: $(STAMP)
 	$(BIN)/ocean-trio sail integrations/fake
 
 test: $(STAMP)
-	# Real servers for the tests: redis-server (and openssl, for its TLS certificates).
-	command -v redis-server >/dev/null && command -v openssl >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server openssl)
+	# Real servers for the tests: redis-server (and openssl, for its TLS certificates); Debian's
+	# chromium and its driver for the live page's browser test.
+	command -v redis-server >/dev/null && command -v openssl >/dev/null && command -v chromium >/dev/null && command -v chromedriver >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server openssl chromium chromium-driver)
 	$(BIN)/ruff check ocean_trio tests integrations benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server)
 	$(BIN)/python -m benchmarks.live_events --journal sqlite
 	$(BIN)/python -m benchmarks.live_events --journal memory
