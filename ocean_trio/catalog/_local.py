@@ -168,14 +168,32 @@ class LocalCatalog:
     # --- reads ------------------------------------------------------------------------------
 
     async def list_entities(
-        self, blueprint: str | None = None, *, limit: int | None = None, offset: int = 0
+        self,
+        blueprint: str | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        search: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Entities in Port's JSON shape plus ``createdAt``/``updatedAt``, by blueprint and id."""
+        """Entities in Port's JSON shape plus ``createdAt``/``updatedAt``, by blueprint and id.
+
+        ``search`` keeps the entities whose identifier or title contains it, ignoring case
+        (SQLite's ``LIKE``: ASCII letters only).
+        """
         sql = "SELECT data, created_at, updated_at FROM entities"
+        conditions: list[str] = []
         args: list[Any] = []
         if blueprint is not None:
-            sql += " WHERE blueprint = ?"
+            conditions.append("blueprint = ?")
             args.append(blueprint)
+        if search:
+            pattern = "%" + _escape_like(search) + "%"
+            conditions.append(
+                "(identifier LIKE ? ESCAPE '\\' OR json_extract(data, '$.title') LIKE ? ESCAPE '\\')"
+            )
+            args += [pattern, pattern]
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
         sql += " ORDER BY blueprint, identifier LIMIT ? OFFSET ?"
         args += [-1 if limit is None else limit, offset]
         rows = await self._call(lambda: self._db.execute(sql, args).fetchall())
@@ -242,6 +260,11 @@ def _statements(batch: list[EntityChanges], now: float) -> list[tuple[str, list[
         for entity in changes.deletes:
             add(_DELETE, entity.key)
     return runs
+
+
+def _escape_like(text: str) -> str:
+    """``text`` matched literally by ``LIKE ... ESCAPE '\\'``: its ``%``, ``_`` and ``\\`` escaped."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _entity_json(data: str, created_at: float, updated_at: float) -> dict[str, Any]:

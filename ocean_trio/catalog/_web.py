@@ -63,7 +63,8 @@ def catalog_blueprint(get_catalog: Callable[[], LocalCatalog]) -> quart.Blueprin
     @bp.get("/entities")
     async def entities() -> Any:
         blueprint = quart.request.args.get("blueprint") or None
-        found = await get_catalog().list_entities(blueprint, limit=_limit(MAX_LIMIT))
+        search = quart.request.args.get("search") or None
+        found = await get_catalog().list_entities(blueprint, limit=_limit(MAX_LIMIT), search=search)
         return {"entities": found}
 
     @bp.get("/entities/<blueprint>/<path:identifier>")
