@@ -64,7 +64,9 @@ class IntegrationASGI:
         except OceanError as error:
             await _startup_failed(send, error)
             return
-        configure_logging(settings.log_level)
+        configure_logging(
+            settings.log_level, as_json=settings.log_format == "json", secrets=settings.secrets()
+        )
         async with trio.open_nursery() as nursery:
             try:
                 running: _Running = await nursery.start(self._run_app, settings)

@@ -1,4 +1,5 @@
-"""Logging: ``configure_logging`` for the two entry points, and ``LogLimiter`` against floods.
+"""Logging: ``configure_logging`` for the entry points (text or JSON lines, secrets masked),
+and ``LogLimiter`` against floods.
 
 ``LogLimiter`` logs the first few records of a kind per period, counts and summarises the
 rest: a flood (a misconfigured sender, an outage) repeats one warning thousands of times a
@@ -9,10 +10,12 @@ counted and reported in one line when the next record of that key is let through
 from __future__ import annotations
 
 import collections
+import datetime
+import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -20,23 +23,73 @@ import attrs
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-def configure_logging(level: str) -> None:
+MASK = "***"
+MIN_MASKED_LENGTH = 4  # shorter "secrets" would mask ordinary words
+
+
+def configure_logging(level: str, *, as_json: bool = False, secrets: Iterable[str] = ()) -> None:
     """Log to stderr at ``level`` unless the process already configured logging.
 
-    httpx's one line per request drowns the integration's own log, so it is kept to
-    warnings; hypercorn's error log, when it has a handler of its own, is left to it so
-    its lines are not printed twice.
+    ``as_json``: one JSON object per line (for log shippers). Every occurrence of one of
+    ``secrets`` in a line (tracebacks included) is replaced by ``***``. httpx's one line
+    per request drowns the integration's own log, so it is kept to warnings; hypercorn's
+    error log, when it has a handler of its own, is left to it so its lines are not printed
+    twice.
     """
     root = logging.getLogger()
     if root.handlers:
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.setFormatter(
+        MaskingFormatter(JsonFormatter() if as_json else logging.Formatter(_FORMAT), secrets)
+    )
     handler.addFilter(_not_logged_elsewhere)
     root.addHandler(handler)
     root.setLevel(level.upper())
     if root.level <= logging.INFO:
         logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class JsonFormatter(logging.Formatter):
+    """A record as one JSON object: time, level, logger, message, the ``event`` fields a
+    record carries (seq, path, status, trace_id, delivery_id, …) and any exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "event", None)
+        if isinstance(fields, dict):
+            data.update((k, v) for k, v in fields.items() if k not in data)
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str, ensure_ascii=False)
+
+
+class MaskingFormatter(logging.Formatter):
+    """Formats with ``inner``, then replaces each secret (at least 4 characters) by ``***``."""
+
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._inner = inner
+        # Longest first, so a secret containing another is masked whole.
+        self._secrets = sorted(
+            {s for s in secrets if isinstance(s, str) and len(s) >= MIN_MASKED_LENGTH},
+            key=len,
+            reverse=True,
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = self._inner.format(record)
+        for secret in self._secrets:
+            if secret in line:
+                line = line.replace(secret, MASK)
+        return line
 
 
 def _not_logged_elsewhere(record: logging.LogRecord) -> bool:
@@ -70,7 +123,9 @@ class LogLimiter:
         self._clock = clock
         self._windows: collections.OrderedDict[Any, _Window] = collections.OrderedDict()
 
-    def log(self, level: int, key: Any, message: str, *args: Any) -> None:
+    def log(
+        self, level: int, key: Any, message: str, *args: Any, extra: dict[str, Any] | None = None
+    ) -> None:
         """Log ``message % args`` at ``level`` unless ``key`` has had its ``burst`` this period."""
         if not self._logger.isEnabledFor(level):
             return
@@ -91,12 +146,16 @@ class LogLimiter:
                 self._windows.popitem(last=False)
         if window.logged < self._burst:
             window.logged += 1
-            self._logger.log(level, message, *args)
+            self._logger.log(level, message, *args, extra=extra)
         else:
             window.suppressed += 1
 
-    def warning(self, key: Any, message: str, *args: Any) -> None:
-        self.log(logging.WARNING, key, message, *args)
+    def warning(
+        self, key: Any, message: str, *args: Any, extra: dict[str, Any] | None = None
+    ) -> None:
+        self.log(logging.WARNING, key, message, *args, extra=extra)
 
-    def error(self, key: Any, message: str, *args: Any) -> None:
-        self.log(logging.ERROR, key, message, *args)
+    def error(
+        self, key: Any, message: str, *args: Any, extra: dict[str, Any] | None = None
+    ) -> None:
+        self.log(logging.ERROR, key, message, *args, extra=extra)

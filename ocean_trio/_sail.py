@@ -141,7 +141,9 @@ def run_sail(
     With ``ingress_processes`` this process supervises the split topology (``_supervisor``).
     """
     settings = load_settings(root, overrides=overrides)
-    configure_logging(settings.log_level)
+    configure_logging(
+        settings.log_level, as_json=settings.log_format == "json", secrets=settings.secrets()
+    )
     try:
         if ingress_processes is not None:
             code = trio.run(

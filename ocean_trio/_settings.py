@@ -183,10 +183,31 @@ class Settings:
     state_path: str = ".ocean-trio"
     allow_environment_variables_jq_access: bool = True
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per log line, for log shippers (``OCEAN__LOG_FORMAT``)."""
     role: Literal["all", "ingress", "processing"] = "all"
     """What this process does: ``all`` serves webhooks and processes (or stands by to, while
     another process of the state folder does); ``ingress`` only journals and acknowledges
     webhooks; ``processing`` processes (waiting for its turn). See docs/scaling.md."""
+
+    def secrets(self) -> list[str]:
+        """Every secret these settings hold, for masking in logs: Port's client secret, the
+        admin and resync tokens, Redis's password and key, webhook secrets, and the
+        integration config's values whose key names a secret."""
+        found: list[str] = []
+        for value in (
+            self.port.client_secret,
+            self.admin.token,
+            self.event_listener.token,
+            self.live_events.redis.password,
+            self.live_events.redis.private_key,
+        ):
+            if isinstance(value, str):
+                found.append(value)
+        for webhook in self.live_events.webhooks.values():
+            _secret_values(webhook.verifier or {}, found, secret=False)
+        _secret_values(self.integration.config, found, secret=False)
+        return found
 
     def resolve(self, root: Path, relative: str) -> Path:
         """``relative`` under the integration's folder (absolute paths are kept)."""
@@ -208,6 +229,21 @@ class Settings:
         if self.live_events.journal.path:
             return self.resolve(root, self.live_events.journal.path)
         return self.resolve(root, self.state_path) / "journal.sqlite3"
+
+
+_SECRET_KEY = re.compile(r"secret|token|password|passwd|api_?key|private|credential", re.I)
+
+
+def _secret_values(data: Any, found: list[str], *, secret: bool) -> None:
+    """Collect the strings under keys that name a secret (``webhookSecret``, ``apiToken``…)."""
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            _secret_values(value, found, secret=secret or bool(_SECRET_KEY.search(str(key))))
+    elif isinstance(data, list | tuple):
+        for value in data:
+            _secret_values(value, found, secret=secret)
+    elif secret and isinstance(data, str):
+        found.append(data)
 
 
 _FROM_ENV = re.compile(r"^\{\{\s*from env (\w+)\s*\}\}$")

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from .._exceptions import (
     DuplicateDeliveryError,
     InvalidBodyError,
@@ -25,6 +27,7 @@ from .._exceptions import (
 from .._log import LogLimiter
 from ._event import EventPayload
 from ._json import BodyParser
+from ._monitor import Received
 from ._pipeline import LiveEventsPipeline
 from ._signatures import SignatureVerifier
 
@@ -44,6 +47,15 @@ DELIVERY_ID_HEADERS = (
     "idempotency-key",
 )
 """Headers carrying the sender's delivery id, stable across its retries (first present wins)."""
+
+
+@attrs.frozen
+class Answer:
+    """What ingress answers a webhook's sender: status, JSON body, extra headers."""
+
+    status: int
+    body: Mapping[str, Any]
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 async def send_json(
@@ -94,6 +106,7 @@ class WebhookIngress:
         self, pipeline: LiveEventsPipeline, scope: Scope, receive: Receive, send: Send
     ) -> None:
         if scope["method"] != "POST":
+            pipeline.monitor.received(pipeline.path, Received.METHOD_NOT_ALLOWED)
             await send_json(
                 send,
                 405,
@@ -102,19 +115,43 @@ class WebhookIngress:
             )
             return
         if not self._accepting():
-            await _unavailable(send, "the service is shutting down")
+            pipeline.monitor.received(pipeline.path, Received.SHUTTING_DOWN)
+            await _send(send, _unavailable("the service is shutting down"))
             return
         headers = _headers(scope)
         declared = headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > self._max_body_bytes:
-            await _too_large(send, self._max_body_bytes)
+            pipeline.monitor.received(pipeline.path, Received.TOO_LARGE)
+            await _send(send, self._too_large())
             return
         body = await _read_body(receive, self._max_body_bytes)
         if body is None:
-            await _too_large(send, self._max_body_bytes)
+            pipeline.monitor.received(pipeline.path, Received.TOO_LARGE)
+            await _send(send, self._too_large())
             return
         if body is _DISCONNECTED:
             return
+        await _send(send, await self.accept(pipeline, body, headers))
+
+    async def accept(
+        self, pipeline: LiveEventsPipeline, body: bytes, headers: Mapping[str, str]
+    ) -> Answer:
+        """Verify, parse, deduplicate and journal one webhook; the answer for its sender.
+
+        ``headers`` have lower-case names. The HTTP route and the relay's event source
+        (whose webhooks were received elsewhere) both come through here.
+        """
+        answer, result = await self._accept(pipeline, body, headers)
+        pipeline.monitor.received(pipeline.path, result)
+        return answer
+
+    async def _accept(
+        self, pipeline: LiveEventsPipeline, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[Answer, Received]:
+        if not self._accepting():
+            return _unavailable("the service is shutting down"), Received.SHUTTING_DOWN
+        if len(body) > self._max_body_bytes:
+            return self._too_large(), Received.TOO_LARGE
         verifier = self._verifiers.get(pipeline.path)
         try:
             if self._parser.is_big(body):
@@ -127,31 +164,36 @@ class WebhookIngress:
             self._refusals.warning(
                 (401, pipeline.path), "refusing an event on %s (401): %s", pipeline.path, error
             )
-            await send_json(send, 401, {"error": f"signature verification failed: {error}"})
-            return
+            return (
+                Answer(401, {"error": f"signature verification failed: {error}"}),
+                Received.BAD_SIGNATURE,
+            )
         except InvalidBodyError as error:
             self._refusals.warning(
                 (400, pipeline.path), "refusing an event on %s (400): %s", pipeline.path, error
             )
-            await send_json(send, error.status, {"error": str(error)})
-            return
+            return Answer(error.status, {"error": str(error)}), Received.INVALID_BODY
         names = self._delivery_id_headers.get(pipeline.path, DELIVERY_ID_HEADERS)
         delivery_id = next((headers[n] for n in names if headers.get(n)), None)
-        event = pipeline.make_event(body, payload, headers, delivery_id=delivery_id)
+        event = pipeline.make_event(body, payload, dict(headers), delivery_id=delivery_id)
         try:
             entry = await pipeline.submit(event)
         except JournalFullError as error:
             self._refusals.warning(
                 (503, pipeline.path), "refusing an event on %s (503): %s", pipeline.path, error
             )
-            await _unavailable(send, "too many events are pending; retry later")
-            return
+            return (
+                _unavailable("too many events are pending; retry later"),
+                Received.JOURNAL_FULL,
+            )
         except JournalUnavailableError as error:
             self._refusals.error(
                 (503, "journal"), "refusing an event on %s (503): %s", pipeline.path, error
             )
-            await _unavailable(send, "the event could not be recorded; retry later")
-            return
+            return (
+                _unavailable("the event could not be recorded; retry later"),
+                Received.JOURNAL_UNAVAILABLE,
+            )
         except DuplicateDeliveryError as error:
             self._refusals.log(
                 logging.INFO,
@@ -160,9 +202,16 @@ class WebhookIngress:
                 delivery_id,
                 pipeline.path,
             )
-            await send_json(send, 200, {"status": "duplicate", "trace_id": str(error)})
-            return
-        await send_json(send, 202, {"status": "accepted", "trace_id": entry.event.trace_id})
+            return Answer(200, {"status": "duplicate", "trace_id": str(error)}), Received.DUPLICATE
+        return (
+            Answer(202, {"status": "accepted", "trace_id": entry.event.trace_id}),
+            Received.ACCEPTED,
+        )
+
+    def _too_large(self) -> Answer:
+        return Answer(
+            413, {"error": f"body is larger than the limit of {self._max_body_bytes} bytes"}
+        )
 
     def _check(
         self,
@@ -207,11 +256,9 @@ def _headers(scope: Scope) -> dict[str, str]:
     return headers
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    await send_json(send, 413, {"error": f"body is larger than the limit of {limit} bytes"})
+async def _send(send: Send, answer: Answer) -> None:
+    await send_json(send, answer.status, answer.body, answer.headers)
 
 
-async def _unavailable(send: Send, message: str) -> None:
-    await send_json(
-        send, 503, {"error": message}, ((b"retry-after", str(RETRY_AFTER_SECONDS).encode()),)
-    )
+def _unavailable(message: str) -> Answer:
+    return Answer(503, {"error": message}, ((b"retry-after", str(RETRY_AFTER_SECONDS).encode()),))

@@ -31,6 +31,7 @@ from .._log import LogLimiter
 from ._dispatcher import DispatcherStatistics, GroupDispatcher
 from ._event import EventHeaders, EventPayload, WebhookEvent
 from ._journal import EventStatus, Journal, JournalEntry
+from ._monitor import EventMonitor, Monitors
 from ._outcome import EventOutcome, Prepared
 
 logger = logging.getLogger("ocean_trio.live_events")
@@ -100,6 +101,7 @@ class LiveEventsPipeline:
         parse: Parse,
         window: Window = Window(),
         backlog: int = 0,
+        monitor: EventMonitor | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("a pipeline needs at least one worker")
@@ -123,6 +125,7 @@ class LiveEventsPipeline:
         self._outcomes: collections.Counter[str] = collections.Counter()
         self._observers: list[trio.MemorySendChannel[tuple[JournalEntry, EventOutcome]]] = []
         self._log = LogLimiter(logger)
+        self.monitor: EventMonitor = monitor or Monitors()
         self._processing = False
         self._update_idle()
 
@@ -148,6 +151,7 @@ class LiveEventsPipeline:
     def _admit(self, entry: JournalEntry) -> None:
         # Called by the journal for each committed append, in seq order.
         self._accepted += 1
+        self.monitor.accepted(entry)
         if not self._processing:
             return  # paged in from the journal once this process processes
         if entry.seq <= self._cursor:
@@ -243,13 +247,16 @@ class LiveEventsPipeline:
     async def _work(self, nursery: trio.Nursery) -> None:
         while True:
             group, entry = await self._dispatcher.take()
+            started = trio.current_time()
             prepared = await self._prepare(entry)
             if prepared.writes:
-                nursery.start_soon(self._finish, group, entry, prepared)
+                nursery.start_soon(self._finish, group, entry, prepared, started)
             else:
-                await self._finish(group, entry, prepared)
+                await self._finish(group, entry, prepared, started)
 
-    async def _finish(self, group: str, entry: JournalEntry, prepared: Prepared) -> None:
+    async def _finish(
+        self, group: str, entry: JournalEntry, prepared: Prepared, started: float
+    ) -> None:
         outcome = await prepared.finish()
         attempts = max((run.attempts for run in outcome.runs), default=0)
         await self._journal.complete(entry, outcome.status, outcome.error, attempts)
@@ -258,7 +265,7 @@ class LiveEventsPipeline:
         self._bytes -= entry.size
         if self._spilled:
             self._wake.set()
-        self._finished(entry, outcome)
+        self._finished(entry, outcome, trio.current_time() - started)
 
     async def _prepare(self, entry: JournalEntry) -> Prepared:
         if not entry.parsed:
@@ -271,9 +278,10 @@ class LiveEventsPipeline:
             entry = JournalEntry(entry.seq, attrs.evolve(entry.event, payload=payload))
         return await self._handler.prepare(entry.event)
 
-    def _finished(self, entry: JournalEntry, outcome: EventOutcome) -> None:
+    def _finished(self, entry: JournalEntry, outcome: EventOutcome, seconds: float) -> None:
         self._outcomes[outcome.status.value] += 1
-        self._log_outcome(entry, outcome)
+        self._log_outcome(entry, outcome, seconds)
+        self.monitor.finished(entry, outcome, seconds)
         self._update_idle()
         for channel in self._observers:
             try:
@@ -281,35 +289,64 @@ class LiveEventsPipeline:
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 logger.debug("an outcome observer is full or gone; outcome not delivered")
 
-    def _log_outcome(self, entry: JournalEntry, outcome: EventOutcome) -> None:
+    def _log_outcome(self, entry: JournalEntry, outcome: EventOutcome, seconds: float) -> None:
+        # One line per event: done ones at INFO, the others as warnings or errors, which a
+        # flood (a misconfigured sender) would repeat: those are rate-limited per path.
         event, status = entry.event, outcome.status
-        if status is EventStatus.DEAD:
+        processors = ",".join(sorted({run.processor for run in outcome.runs})) or "-"
+        fields = {
+            "seq": entry.seq,
+            "path": self.path,
+            "status": status.value,
+            "trace_id": event.trace_id,
+            "delivery_id": event.delivery_id,
+            "processors": processors,
+            "duration_ms": round(seconds * 1000, 3),
+        }
+        ids = f"trace {event.trace_id}, delivery {event.delivery_id or '-'}"
+        if status is EventStatus.DONE:
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "event %s on %s done in %.1f ms by %s: %d upserted, %d deleted (%s)",
+                    entry.seq,
+                    self.path,
+                    seconds * 1000,
+                    processors,
+                    outcome.upserts,
+                    outcome.deletes,
+                    ids,
+                    extra={"event": fields},
+                )
+        elif status is EventStatus.DEAD:
             attempts = max((run.attempts for run in outcome.runs), default=0)
             self._log.error(
                 (status, self.path),
-                "event %s on %s (trace %s) is a dead letter after %d attempt(s): %s",
+                "event %s on %s is a dead letter after %d attempt(s): %s (%s)",
                 entry.seq,
                 self.path,
-                event.trace_id,
                 attempts,
                 outcome.error,
+                ids,
+                extra={"event": fields},
             )
         elif status is EventStatus.REJECTED:
             self._log.warning(
                 (status, self.path),
-                "event %s on %s (trace %s) was rejected: %s",
+                "event %s on %s was rejected: %s (%s)",
                 entry.seq,
                 self.path,
-                event.trace_id,
                 outcome.error,
+                ids,
+                extra={"event": fields},
             )
         elif status is EventStatus.NO_MATCH:
             self._log.warning(
                 (status, self.path),
-                "no processor accepted event %s on %s (trace %s)",
+                "no processor accepted event %s on %s (%s)",
                 entry.seq,
                 self.path,
-                event.trace_id,
+                ids,
+                extra={"event": fields},
             )
 
     def _is_idle(self) -> bool:
