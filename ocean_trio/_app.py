@@ -20,6 +20,7 @@ from .catalog._applier import Applier
 from .catalog._changes import EntityChanges
 from .catalog._local import LocalCatalog
 from .catalog._port_client import PortClient
+from .live_events._ingress import WebhookIngress
 from .live_events._journal import Journal, ReplayResult
 from .live_events._json import BodyParser, exceeds
 from .live_events._pipeline import LiveEventsPipeline
@@ -60,6 +61,7 @@ class App:
     journal: Journal
     parser: BodyParser
     pipelines: dict[str, LiveEventsPipeline] = attrs.field(factory=dict)
+    ingress: WebhookIngress | None = None  # set by open_app once the pipelines are built
     port: PortClient | None = None
     verifiers: dict[str, SignatureVerifier] = attrs.field(factory=dict)
     delivery_id_headers: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
@@ -236,6 +238,18 @@ class App:
             return None
         state = self.resyncs.current or self.resyncs.last
         return None if state is None else state.to_json()
+
+
+def webhook_ingress(app: App) -> WebhookIngress:
+    """The ingress journaling ``app``'s webhooks (from HTTP, or another event source)."""
+    return WebhookIngress(
+        app.pipelines,
+        max_body_bytes=app.settings.live_events.max_body_bytes,
+        accepting=lambda: app.accepting,
+        verifiers=app.verifiers,
+        delivery_id_headers=app.delivery_id_headers,
+        parser=app.parser,
+    )
 
 
 def _log_issues(kind: str, issues: list[Any]) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._app import App
+from ._app import App, webhook_ingress
 from ._router import quart_blueprint
 from ._web import build_quart_app
-from .live_events._ingress import Receive, Send, WebhookIngress
+from .live_events._ingress import Receive, Send
 
 
 class OceanASGI:
@@ -20,14 +20,7 @@ class OceanASGI:
         self.quart = build_quart_app(
             app, quart_blueprint(app.integration.router, parser=app.parser)
         )
-        self._ingress = WebhookIngress(
-            app.pipelines,
-            max_body_bytes=app.settings.live_events.max_body_bytes,
-            accepting=lambda: app.accepting,
-            verifiers=app.verifiers,
-            delivery_id_headers=app.delivery_id_headers,
-            parser=app.parser,
-        )
+        self._ingress = app.ingress or webhook_ingress(app)
 
     async def __call__(self, scope: Mapping[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 import trio
 
-from ._app import WEBHOOK_PREFIX, App
+from ._app import WEBHOOK_PREFIX, App, webhook_ingress
 from ._asgi import OceanASGI
 from ._exceptions import ConfigError, PortApiError, StartupError, single_leaf
 from ._integration import Integration, OnStart, using
@@ -210,6 +210,7 @@ async def open_app(
                     on_state=None if port is None else _port_state_reporter(port, settings),
                 )
             await _build_pipelines(app)
+            app.ingress = webhook_ingress(app)
             if observer is not None:
                 for pipeline in app.pipelines.values():
                     pipeline.observe(observer)
