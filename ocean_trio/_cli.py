@@ -1,5 +1,5 @@
-"""The ocean-trio command line: sail an integration, map items offline, manage journaled events,
-run a Port API emulator."""
+"""The ocean-trio command line: sail an integration, create a new one, map items offline, manage
+journaled events, run a Port API emulator."""
 
 from __future__ import annotations
 
@@ -115,6 +115,19 @@ def _parser() -> argparse.ArgumentParser:
         help="only this status (default: dead and rejected)",
     )
 
+    new = commands.add_parser(
+        "new",
+        help="create a new integration folder (processor, resync, mapping, tests)",
+        description="Create PARENT/NAME: a processor, an on_resync handler, the mapping and"
+        " blueprints under .port/resources, config.yaml, a README and a test that passes as"
+        " created. Exit 2 when NAME is invalid or PARENT/NAME exists and is not empty.",
+        formatter_class=_Help,
+    )
+    new.add_argument("name", metavar="NAME", help="the integration's name, e.g. my-service")
+    new.add_argument(
+        "--dir", type=Path, default=Path("."), metavar="PARENT", help="folder to create it in"
+    )
+
     emulator = commands.add_parser(
         "port-emulator",
         help="serve an emulator of Port's API (for trying the port sink)",
@@ -170,6 +183,10 @@ def _run(args: argparse.Namespace) -> int:
         return run_map_command(
             args.config, args.kind, args.input, stdout=sys.stdout, stderr=sys.stderr
         )
+    if args.command == "new":
+        from ._scaffold import run_new_command
+
+        return run_new_command(args.name, args.dir, stdout=sys.stdout)
     if args.command == "port-emulator":
         # Test tooling, imported only for this command.
         from .testing._port_emulator import run_port_emulator
