@@ -12,7 +12,9 @@ import attrs
 import trio
 
 from ._exceptions import ConfigError
+from ._feed import LiveFeed
 from ._integration import Integration
+from ._metrics import Metrics
 from ._resources import load_mapping, port_mapping
 from ._settings import Settings
 from ._state_wake import EVENTS, REQUESTS
@@ -23,6 +25,7 @@ from .catalog._port_client import PortClient
 from .live_events._ingress import WebhookIngress
 from .live_events._journal import Journal, ReplayResult
 from .live_events._json import BodyParser, exceeds
+from .live_events._monitor import Monitors
 from .live_events._pipeline import LiveEventsPipeline
 from .live_events._signatures import SignatureVerifier
 from .mapping._compiled import CompiledPortAppConfig
@@ -78,6 +81,14 @@ class App:
     finished: trio.Event = attrs.field(factory=trio.Event)  # set by ``finish``
     exit_code: int | None = None
     _map_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
+    # What the pipelines and ingress report to: the metrics and the live feed.
+    feed: LiveFeed = attrs.field(factory=LiveFeed)
+    metrics: Metrics = attrs.field(init=False)
+    monitors: Monitors = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.metrics = Metrics(self)
+        self.monitors = Monitors([self.metrics, self.feed])
 
     @property
     def base_url(self) -> str:
@@ -215,6 +226,17 @@ class App:
         for pipeline in self.pipelines.values():
             await pipeline.wait_idle()
         await self.journal.flush()
+
+    def readiness(self) -> str | None:
+        """Why this process should get no traffic now (draining, the journal or the sink
+        failing), or None when it is ready: what ``/health/ready`` answers 503 for."""
+        if not self.accepting:
+            return "stopping: draining accepted events"
+        if self.journal.failure is not None:
+            return f"the journal is unavailable: {self.journal.failure}"
+        if self.applier.statistics().retrying:
+            return "the catalog sink is failing: its writes are being retried"
+        return None
 
     def health(self) -> dict[str, Any]:
         """The counters ``/health/ready`` shows."""

@@ -377,6 +377,7 @@ async def _build_pipelines(app: App) -> None:
             workers=settings.event_workers_count,
             parse=app.parser.parse_object_async,
             window=window,
+            monitor=app.monitors,
         )
 
 

@@ -16,6 +16,8 @@ from werkzeug.exceptions import HTTPException
 
 from ._app import App
 from ._exceptions import SignatureError
+from ._feed import feed_blueprint
+from ._metrics import CONTENT_TYPE
 from .catalog._local import LocalCatalog
 from .catalog._web import catalog_blueprint
 from .live_events._admin import admin_blueprint
@@ -65,9 +67,15 @@ def build_quart_app(app: App, router_blueprint: quart.Blueprint) -> QuartTrio:
 
     @web.get("/health/ready")
     async def ready() -> Any:
-        if not app.accepting:
-            return {"status": "stopping"}, 503
+        # 200 when the journal records, the sink writes and the process is not draining.
+        reason = app.readiness()
+        if reason is not None:
+            return {**app.health(), "status": "unavailable", "reason": reason}, 503
         return app.health()
+
+    @web.get("/metrics")
+    async def metrics() -> Any:
+        return quart.Response(app.metrics.render(), content_type=CONTENT_TYPE)
 
     @web.get("/resync")
     async def resync_state() -> Any:
@@ -102,6 +110,7 @@ def build_quart_app(app: App, router_blueprint: quart.Blueprint) -> QuartTrio:
 
     web.register_blueprint(catalog_blueprint(catalog))
     web.register_blueprint(admin_blueprint(app))
+    web.register_blueprint(feed_blueprint(app))
     web.register_blueprint(router_blueprint)
     return web
 

@@ -75,6 +75,13 @@ def admin_blueprint(app: App) -> quart.Blueprint:
         records = await app.journal.records(status, limit=int(raw_limit))
         return {"events": [r.to_json(with_payload=True) for r in records]}
 
+    @bp.get("/events/<int:seq>")
+    async def event(seq: int) -> Any:
+        record = await app.journal.record(seq)
+        if record is None:
+            return _error(404, f"event {seq} is not in the journal (unknown, or pruned)")
+        return {"event": record.to_json(with_payload=True)}
+
     @bp.post("/events/replay")
     async def replay() -> Any:
         body = await json_body()

@@ -19,6 +19,7 @@ import attrs
 import trio
 
 from ._event import WebhookEvent
+from ._headers import mask_headers
 
 DEDUP_WINDOW_SECONDS = 72 * 3600
 """GitHub's redelivery horizon: a delivery id seen within it is a duplicate."""
@@ -113,6 +114,7 @@ class JournalRecord:
         }
         if with_payload:
             data["payload"] = self.event.payload
+            data["headers"] = mask_headers(self.event.headers)
         return data
 
 
@@ -159,6 +161,11 @@ class Journal(Protocol):
     @property
     def last_seq(self) -> int:
         """The highest ``seq`` given out so far (0 for an empty journal)."""
+        ...
+
+    @property
+    def failure(self) -> str | None:
+        """Why the journal cannot record events now (its server is unreachable), else None."""
         ...
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -213,6 +220,10 @@ class Journal(Protocol):
         self, status: EventStatus | None = None, *, limit: int = 100
     ) -> list[JournalRecord]:
         """Journaled events, oldest first, optionally of one status."""
+        ...
+
+    async def record(self, seq: int) -> JournalRecord | None:
+        """The event numbered ``seq`` as it stands, payload parsed; None if not kept."""
         ...
 
     async def replay(self, seqs: Sequence[int] | None = None) -> ReplayResult:

@@ -66,6 +66,10 @@ class MemoryJournal:
         self._replayed = 0
 
     @property
+    def failure(self) -> None:
+        return None  # a failing local disk fails its calls; nothing to report between them
+
+    @property
     def last_seq(self) -> int:
         return self._next_seq - 1
 
@@ -179,6 +183,13 @@ class MemoryJournal:
         ]
         found = sorted([*pending, *self._finished.values()], key=lambda r: r.seq)
         return [r for r in found if status is None or r.status is status][:limit]
+
+    async def record(self, seq: int) -> JournalRecord | None:
+        await trio.lowlevel.checkpoint()
+        if seq in self._pending:
+            event = self._pending[seq].event
+            return JournalRecord(seq, event, EventStatus.PENDING, None, 0, event.received_at)
+        return self._finished.get(seq)
 
     async def replay(self, seqs: Sequence[int] | None = None) -> ReplayResult:
         await trio.lowlevel.checkpoint()

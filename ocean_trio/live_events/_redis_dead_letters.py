@@ -53,6 +53,16 @@ class DeadLetters:
 
         return await trio.to_thread.run_sync(decode)
 
+    async def record(self, seq: int) -> JournalRecord | None:
+        """The dead letter numbered ``seq``, if there is one."""
+        async for entry_id, found, _, _ in self._dead_index():
+            if found == seq:
+                entries = await self._client.xrange(self._keys.dead, entry_id, entry_id)
+                if entries:
+                    fields = entry_parts(entries[0])[1]
+                    return await trio.to_thread.run_sync(decode_record, fields, None)
+        return None
+
     async def replay(self, seqs: Sequence[int] | None) -> ReplayResult:
         """Move the dead letters ``seqs`` (all with None) to the tail of their shard, pending."""
         dead = {

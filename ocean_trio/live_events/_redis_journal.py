@@ -168,6 +168,8 @@ class RedisJournal:
                 paths=paths,
             )
 
+    _failure: str | None = None
+
     @property
     def last_seq(self) -> int:
         """The highest local seq given to an entry read here (0 before the first read)."""
@@ -535,6 +537,11 @@ class RedisJournal:
         with self._unavailable("could not list events"):
             return await self._dead_letters.records(status, limit)
 
+    async def record(self, seq: int) -> JournalRecord | None:
+        """A dead letter (finished events are not kept; pending ones are the shards')."""
+        with self._unavailable("could not read the event"):
+            return await self._dead_letters.record(seq)
+
     async def replay(self, seqs: Sequence[int] | None = None) -> ReplayResult:
         """Append dead letters again at the tail of their shard (new global seq, same trace id).
 
@@ -562,9 +569,16 @@ class RedisJournal:
             replayed=self._replayed,
         )
 
+    @property
+    def failure(self) -> str | None:
+        """Why the last command from ingress or an operator failed; None once one succeeds."""
+        return self._failure
+
     @contextlib.contextmanager
     def _unavailable(self, what: str) -> Iterator[None]:
         try:
             yield
         except REDIS_ERRORS as error:
-            raise JournalUnavailableError(f"Redis at {self._url} {what}: {error!r}") from error
+            self._failure = f"Redis at {self._url} {what}: {error!r}"
+            raise JournalUnavailableError(self._failure) from error
+        self._failure = None

@@ -238,6 +238,10 @@ class SqliteJournal:
         return await trio.to_thread.run_sync(fn, limiter=self._limiter)
 
     @property
+    def failure(self) -> None:
+        return None  # a failing local disk fails its calls; nothing to report between them
+
+    @property
     def last_seq(self) -> int:
         return self._last_seq
 
@@ -468,6 +472,13 @@ class SqliteJournal:
         return await self._call(
             lambda: [_record(row) for row in self._db.execute(sql, (*args, limit))]
         )
+
+    async def record(self, seq: int) -> JournalRecord | None:
+        def read() -> JournalRecord | None:
+            row = self._db.execute(_SELECT + " WHERE seq = ?", (seq,)).fetchone()
+            return None if row is None else _record(row)
+
+        return await self._call(read)
 
     async def replay(self, seqs: Sequence[int] | None = None) -> ReplayResult:
         def reappend() -> tuple[ReplayResult, int, int]:

@@ -15,6 +15,7 @@ the next start.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -54,6 +55,8 @@ class ResyncCoordinator:
         self._finished = trio.Event()
         self._last_id = 0
         self._seen_request = 0  # the last recorded request this coordinator knows of
+        self.ended: collections.Counter[str] = collections.Counter()  # resyncs by status
+        self.last_completed_at: float | None = None  # when the last completed resync ended
 
     @property
     def current(self) -> ResyncState | None:
@@ -138,6 +141,9 @@ class ResyncCoordinator:
             self._running = None
             state.finished_at = time.time()
             self._last = state
+            self.ended[state.status.value] += 1
+            if state.status is ResyncStatus.COMPLETED:
+                self.last_completed_at = state.finished_at
             logger.info(
                 "resync %d %s in %.1fs%s",
                 state.id,
