@@ -18,6 +18,7 @@ from ._app import App
 from ._exceptions import SignatureError
 from ._feed import feed_blueprint
 from ._metrics import CONTENT_TYPE
+from ._page import page_blueprint
 from .catalog._local import LocalCatalog
 from .catalog._web import catalog_blueprint
 from .live_events._admin import admin_blueprint
@@ -59,7 +60,7 @@ def build_quart_app(app: App, router_blueprint: quart.Blueprint) -> QuartTrio:
 
     @web.get("/")
     async def index() -> Any:
-        return quart.redirect("/catalog/")
+        return quart.redirect("/live/")
 
     @web.get("/health/live")
     async def live() -> Any:
@@ -111,6 +112,7 @@ def build_quart_app(app: App, router_blueprint: quart.Blueprint) -> QuartTrio:
     web.register_blueprint(catalog_blueprint(catalog))
     web.register_blueprint(admin_blueprint(app))
     web.register_blueprint(feed_blueprint(app))
+    web.register_blueprint(page_blueprint())
     web.register_blueprint(router_blueprint)
     return web
 

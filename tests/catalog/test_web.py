@@ -46,7 +46,7 @@ async def test_catalog_api_and_page(integration_root: Path, tmp_path: Path) -> N
         assert "Item &lt;b&gt;" in page.text
         assert "&lt;script&gt;2&lt;/script&gt;" in page.text
         assert "<script>" not in page.text
-        assert (await client.get("/")).headers["location"].endswith("/catalog/")
+        assert (await client.get("/")).headers["location"].endswith("/live/")
 
 
 @pytest.mark.parametrize("limit", ["0", "-1", "x", "1001"])
