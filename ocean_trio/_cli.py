@@ -128,6 +128,35 @@ def _parser() -> argparse.ArgumentParser:
         "--dir", type=Path, default=Path("."), metavar="PARENT", help="folder to create it in"
     )
 
+    tail = actions.add_parser(
+        "tail",
+        help="follow the live feed of a running integration",
+        description="Print events as the running integration accepts and finishes them"
+        " (its /live/feed), until Ctrl-C; reconnects when the integration restarts.",
+        formatter_class=_Help,
+    )
+    tail.add_argument(
+        "path", type=Path, nargs="?", default=Path("."), metavar="FOLDER", help="integration folder"
+    )
+    tail.add_argument("--url", help="the integration's address (default: from FOLDER's settings)")
+    tail.add_argument(
+        "--path",
+        dest="paths",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="only events of this webhook path (repeatable)",
+    )
+    tail.add_argument(
+        "--status",
+        dest="statuses",
+        action="append",
+        default=[],
+        choices=_STATUSES,
+        help="only events with this status (repeatable; pending: just accepted)",
+    )
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+
     emulator = commands.add_parser(
         "port-emulator",
         help="serve an emulator of Port's API (for trying the port sink)",
@@ -187,12 +216,14 @@ def _run(args: argparse.Namespace) -> int:
         from ._scaffold import run_new_command
 
         return run_new_command(args.name, args.dir, stdout=sys.stdout)
-    if args.command == "port-emulator":
-        # Test tooling, imported only for this command.
-        from .testing._port_emulator import run_port_emulator
+    if args.action == "tail":
+        from ._tail import run_tail
 
-        return run_port_emulator(
-            args.host, args.port, client_id=args.client_id, client_secret=args.client_secret
+        return run_tail(
+            args.url or _base_url(args.path),
+            paths=args.paths,
+            statuses=args.statuses,
+            as_json=args.json,
         )
     from .live_events._events_cli import run_events_command
 
@@ -210,6 +241,18 @@ def _run(args: argparse.Namespace) -> int:
         stdout=sys.stdout,
         stderr=sys.stderr,
     )
+
+
+def _base_url(folder: Path) -> str:
+    """Where the integration in ``folder`` serves: ``baseUrl``, else ``http.host:port``."""
+    from ._settings import load_settings
+
+    settings = load_settings(folder)
+    if settings.base_url:
+        return settings.base_url
+    host = settings.http.host
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.http.port}"
 
 
 if __name__ == "__main__":
