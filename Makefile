@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.live_events --sink port --workers 1
 	$(BIN)/python -m benchmarks.big_bodies
 	$(BIN)/python -m benchmarks.resync
+	$(BIN)/python -m benchmarks.charts
 
 lint: $(STAMP)
 	$(BIN)/ruff check ocean_trio tests integrations benchmarks
