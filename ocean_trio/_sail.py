@@ -121,7 +121,9 @@ def _banner(root: Path, app: App) -> None:
     )
     lines = [
         f"ocean-trio: integration {root.name!r} is sailing on {base_url}",
+        f"  live page    : {base_url}/live/   (events as they arrive, dead letters, catalog)",
         *catalog,
+        f"  metrics      : {base_url}/metrics",
         f"  health       : {base_url}/health/ready",
         *(f"  webhook      : POST {base_url}{path}" for path in sorted(app.pipelines)),
     ]

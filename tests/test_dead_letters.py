@@ -228,3 +228,30 @@ async def test_a_cli_replay_of_ten_times_the_pending_limit_runs_at_the_next_star
         assert {o.status for _, o in outcomes} == {EventStatus.DONE}
         ids = {e["identifier"] for e in await server.catalog.list_entities("item")}
         assert ids == {f"C-{n}" for n in range(30)}
+
+
+async def test_an_events_details_show_its_payload_and_headers_with_secrets_masked(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, admin={"token": TOKEN})
+    async with serve_integration(integration(integration_root), settings) as server:
+        headers = {
+            "x-hub-signature-256": "sha256=abcdef",
+            "x-gitlab-token": "glt-secret",
+            "authorization": "Bearer upstream",
+            "x-github-event": "issues",
+        }
+        await server.post_event("/webhook", item("A"), headers=headers)
+        await server.next_outcomes(1)
+        client = server.client
+        assert (await client.get("/admin/events/1")).status_code == 401
+        details = (await client.get("/admin/events/1", headers=AUTH)).json()["event"]
+        missing = await client.get("/admin/events/99", headers=AUTH)
+    assert details["status"] == "dead"
+    assert details["payload"] == item("A")
+    shown = details["headers"]
+    assert shown["x-github-event"] == "issues"
+    for name in ("x-hub-signature-256", "x-gitlab-token", "authorization"):
+        assert shown[name] == "***"
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "event 99 is not in the journal (unknown, or pruned)"
