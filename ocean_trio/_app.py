@@ -83,11 +83,10 @@ class App:
     _map_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
     # What the pipelines and ingress report to: the metrics and the live feed.
     feed: LiveFeed = attrs.field(factory=LiveFeed)
-    metrics: Metrics = attrs.field(init=False)
+    metrics: Metrics = attrs.field(factory=Metrics)
     monitors: Monitors = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.metrics = Metrics(self)
         self.monitors = Monitors([self.metrics, self.feed])
 
     @property

@@ -216,6 +216,13 @@ def _run(args: argparse.Namespace) -> int:
         from ._scaffold import run_new_command
 
         return run_new_command(args.name, args.dir, stdout=sys.stdout)
+    if args.command == "port-emulator":
+        # Test tooling, imported only for this command.
+        from .testing._port_emulator import run_port_emulator
+
+        return run_port_emulator(
+            args.host, args.port, client_id=args.client_id, client_secret=args.client_secret
+        )
     if args.action == "tail":
         from ._tail import run_tail
 

@@ -26,6 +26,7 @@ from ._app import WEBHOOK_PREFIX, App, webhook_ingress
 from ._asgi import OceanASGI
 from ._exceptions import ConfigError, PortApiError, StartupError, single_leaf
 from ._integration import Integration, OnStart, using
+from ._metrics_components import ComponentsCollector
 from ._resources import load_blueprints, load_mapping, mapping_file, port_mapping
 from ._serve import HttpListener
 from ._settings import EventListenerSettings, Settings
@@ -209,6 +210,7 @@ async def open_app(
                     max_aborts=settings.resync.max_aborts_in_a_row,
                     on_state=None if port is None else _port_state_reporter(port, settings),
                 )
+            app.metrics.register(ComponentsCollector(app))
             await _build_pipelines(app)
             app.ingress = webhook_ingress(app)
             if observer is not None:

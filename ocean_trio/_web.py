@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from ._app import App
 from ._exceptions import SignatureError
-from ._feed import feed_blueprint
+from ._feed_web import feed_blueprint
 from ._metrics import CONTENT_TYPE
 from ._page import page_blueprint
 from .catalog._local import LocalCatalog

@@ -13,6 +13,7 @@ import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 import ocean_trio._feed
+import ocean_trio._feed_web
 from ocean_trio import Integration
 from ocean_trio._feed import Subscriber
 from ocean_trio.testing import TestServer, make_settings, serve_integration
@@ -141,7 +142,7 @@ async def test_a_slow_client_gets_counts_and_never_holds_ingestion(
     # The client's buffer holds 5 events and the connection sends every 2 s: 40 events
     # (20 accepted, 20 finished) arrive between two sends, so all but 5 are counted.
     monkeypatch.setattr(ocean_trio._feed, "SUBSCRIBER_BUFFER", 5)
-    monkeypatch.setattr(ocean_trio._feed, "BATCH_SECONDS", 2.0)
+    monkeypatch.setattr(ocean_trio._feed_web, "BATCH_SECONDS", 2.0)
     FlakyProcessor.broken = False
     async with served(integration_root, tmp_path) as server, feed(server) as socket:
         await next_message(socket, "stats")  # the first send is done: the 2 s pause begins
