@@ -16,6 +16,7 @@ Run: ``make bench`` (or ``python -m benchmarks.live_events --events 20000 --runs
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -25,6 +26,8 @@ from typing import Any
 
 import httpx
 import trio
+
+from ocean_trio._websocket import connect_websocket
 
 from ._common import free_port, progress, run_and_save, wait_http
 from ._live import (
@@ -55,10 +58,12 @@ async def run_ocean(
     rss_after: int | None = None,
     max_pending: int | None = None,
     idle_seconds: float = 0.0,
+    observed: bool = False,
 ) -> dict[str, Any]:
     """One ocean-trio run; ``rss_after`` also samples the server's RSS once that many events
     have completed, to compare with the RSS at the end (memory growth under sustained load);
-    ``idle_seconds``: then the CPU the server uses idle that long."""
+    ``idle_seconds``: then the CPU the server uses idle that long; ``observed``: with
+    ``/metrics`` scraped every second and two live-page clients reading the feed."""
     port = free_port()
     with tempfile.TemporaryDirectory() as state:
         env = ocean_env(state, workers, journal, max_pending or max(events, 10_000))
@@ -69,6 +74,11 @@ async def run_ocean(
             await wait_http(f"http://127.0.0.1:{port}/health/live", process)
             if rss_after:
                 nursery.start_soon(_sample_rss, port, process, rss_after, rss_samples)
+            watching: dict[str, Any] = {"scrapes": 0, "feed_events": [0, 0], "feed_dropped": 0}
+            if observed:
+                await nursery.start(_scrape_metrics, port, watching)
+                for client in range(PAGE_CLIENTS):
+                    await nursery.start(_read_feed, port, client, watching)
             deployment = Deployment([process], lambda pid: "server")
             cpu = deployment.cpu()
             load = await loadgen([port], events, concurrency, rate)
@@ -87,7 +97,39 @@ async def run_ocean(
         figures["loadgen_cpu_ms_per_event"] = 1000 * load["cpu_s"] / events
         if idle is not None:
             figures["idle"] = idle
+        if observed:
+            figures["observers"] = watching
         return figures
+
+
+PAGE_CLIENTS = 2
+
+
+async def _scrape_metrics(
+    port: int, watching: dict[str, Any], *, task_status: trio.TaskStatus[None]
+) -> None:
+    """Prometheus' part: GET /metrics every second."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        task_status.started()
+        while True:
+            answer = await client.get("/metrics")
+            answer.raise_for_status()
+            watching["scrapes"] += 1
+            await trio.sleep(1.0)
+
+
+async def _read_feed(
+    port: int, client: int, watching: dict[str, Any], *, task_status: trio.TaskStatus[None]
+) -> None:
+    """A live page's part: read every message of /live/feed and parse it, as the page does."""
+    async with connect_websocket(f"ws://127.0.0.1:{port}/live/feed") as socket:
+        task_status.started()
+        while True:
+            message = json.loads(await socket.get_message())
+            if message["type"] == "events":
+                watching["feed_events"][client] += len(message["events"])
+            elif message["type"] == "dropped":
+                watching["feed_dropped"] += message["events"]
 
 
 async def _sample_rss(
@@ -172,6 +214,8 @@ async def _wait_completed(port: int, accepted: int, process: trio.Process) -> in
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.soak:
         return await soak(args)
+    if args.observed:
+        return await observed(args)
     if args.sink == "port":
         return await port_sink(args)
     if args.topology == "split":
@@ -290,6 +334,56 @@ async def port_sink(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def observed(args: argparse.Namespace) -> dict[str, Any]:
+    """The same load with and without /metrics scraped every second and two live-page
+    clients on the feed, in each run (their order alternates), beside the run's ceiling."""
+    ceilings: list[dict[str, Any]] = []
+    plain: list[dict[str, Any]] = []
+    watched: list[dict[str, Any]] = []
+    for run in range(1, args.runs + 1):
+        progress(f"run {run}/{args.runs}: ceiling, then ocean-trio with and without observers")
+        ceilings.append(await run_ceiling(args.events, args.concurrency))
+        order = (False, True) if run % 2 else (True, False)
+        for with_observers in order:
+            result = await run_ocean(
+                args.events, args.concurrency, args.workers, args.journal, observed=with_observers
+            )
+            (watched if with_observers else plain).append(result)
+        progress(
+            f"  end to end {plain[-1]['end_to_end_rate']:,.0f} events/s alone,"
+            f" {watched[-1]['end_to_end_rate']:,.0f} observed"
+            f" ({watched[-1]['observers']['scrapes']} scrapes,"
+            f" feed events {watched[-1]['observers']['feed_events']},"
+            f" dropped {watched[-1]['observers']['feed_dropped']})"
+        )
+    ratios = [
+        w["end_to_end_rate"] / p["end_to_end_rate"] for p, w in zip(plain, watched, strict=True)
+    ]
+    return {
+        "benchmark": "live_events_observed",
+        "events": args.events,
+        "runs": args.runs,
+        "event_workers_count": args.workers,
+        "journal": args.journal,
+        "page_clients": PAGE_CLIENTS,
+        "metrics_scrape_seconds": 1.0,
+        "ceiling_rate": _median(ceilings, "accept_rate"),
+        "end_to_end_rate": _median(plain, "end_to_end_rate"),
+        "observed_end_to_end_rate": _median(watched, "end_to_end_rate"),
+        "ratio_observed_to_plain": float(statistics.median(ratios)),
+        "ratio_end_to_end_to_ceiling": float(
+            statistics.median(
+                p["end_to_end_rate"] / c["accept_rate"]
+                for c, p in zip(ceilings, plain, strict=True)
+            )
+        ),
+        "cpu_ms_per_event": _median(plain, "cpu_ms_per_event"),
+        "observed_cpu_ms_per_event": _median(watched, "cpu_ms_per_event"),
+        "lost_events": max(r["lost_events"] for r in plain + watched),
+        "per_run": {"ceiling": ceilings, "plain": plain, "observed": watched},
+    }
+
+
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
     """Memory under sustained load: RSS after 10,000 events vs after ``--soak`` events.
 
@@ -348,6 +442,12 @@ def cli() -> None:
     parser.add_argument("--sink", choices=["local", "port"], default="local")
     parser.add_argument("--paced-seconds", type=float, default=15.0)
     parser.add_argument("--soak", type=int, help="one long run of this many events: RSS growth")
+    parser.add_argument(
+        "--observed",
+        action="store_true",
+        help="each run with and without /metrics scraped every second and two live-page"
+        " clients on /live/feed",
+    )
     args = parser.parse_args()
     if args.topology == "split" and args.journal != "sqlite":
         parser.error("--topology split shares the SQLite journal: --journal sqlite")
@@ -355,6 +455,8 @@ def cli() -> None:
         parser.error("--journal redis runs the plain live-events load only")
     if args.soak:
         name = "live_events_soak"
+    elif args.observed:
+        name = "live_events_observed"
     elif args.sink == "port":
         name = "live_events_port_sink"
     elif args.topology == "split":
