@@ -157,6 +157,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
 
+    relay = commands.add_parser(
+        "relay",
+        help="receive webhooks publicly for an integration no webhook can reach",
+        description="Serve the webhook paths of FOLDER/relay.yaml (POST /integration/<path>),"
+        " journal what arrives, and stream it to the integration connected at /relay/connect"
+        " (liveEvents.relay) until SIGINT/SIGTERM (the first one drains, a second one stops at"
+        " once). Settings: FOLDER/relay.yaml and OCEAN_RELAY__ variables; see docs/relay.md.",
+        formatter_class=_Help,
+    )
+    relay.add_argument(
+        "path", type=Path, nargs="?", default=Path("."), metavar="FOLDER", help="relay folder"
+    )
+    relay.add_argument("-p", "--port", type=int, help="HTTP port (http.port: 9000)")
+    relay.add_argument("--host", help="HTTP host (http.host: 127.0.0.1)")
+    relay.add_argument("-l", "--log-level", help="log level (logLevel: INFO)")
+
     emulator = commands.add_parser(
         "port-emulator",
         help="serve an emulator of Port's API (for trying the port sink)",
@@ -216,6 +232,16 @@ def _run(args: argparse.Namespace) -> int:
         from ._scaffold import run_new_command
 
         return run_new_command(args.name, args.dir, stdout=sys.stdout)
+    if args.command == "relay":
+        from .relay._main import run_relay
+
+        relay: dict[str, Any] = {}
+        http = {k: v for k, v in (("port", args.port), ("host", args.host)) if v is not None}
+        if http:
+            relay["http"] = http
+        if args.log_level:
+            relay["logLevel"] = args.log_level
+        return run_relay(args.path, overrides=relay)
     if args.command == "port-emulator":
         # Test tooling, imported only for this command.
         from .testing._port_emulator import run_port_emulator

@@ -49,6 +49,7 @@ from .live_events._redis_settings import RedisJournalSettings
 from .live_events._signatures import SignatureVerifier, verifier_from_config
 from .live_events._sqlite_journal import SqliteJournal
 from .mapping._pool import open_mapping_pool
+from .relay._source import RelaySource
 from .resync._coordinator import ResyncCoordinator
 from .resync._kafka import KafkaListener, KafkaListenerSettings
 from .resync._listeners import run_once, run_polling_local, run_polling_port, run_scheduled
@@ -331,6 +332,14 @@ async def _process(
         if app.resyncs is not None:
             await nursery.start(app.resyncs.run)
             await _start_listeners(nursery, app, app.resyncs, startup)
+        if app.settings.live_events.relay is not None and app.ingress is not None:
+            # Live events from a relay: journaled by this process's ingress (docs/relay.md).
+            relay = RelaySource(
+                app.settings.live_events.relay,
+                app.ingress,
+                max_body_bytes=app.settings.live_events.max_body_bytes,
+            )
+            await nursery.start(relay.run)
         app.processing = True
         task_status.started()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -93,6 +94,30 @@ class WebhookSettings:
 
 
 @attrs.frozen(kw_only=True)
+class RelayConnectionSettings:
+    """Live events taken from a relay (``ocean-trio relay``, docs/relay.md) over an outbound
+    WebSocket, for an integration no webhook can reach."""
+
+    url: str
+    """The relay's ``/relay/connect``: ``ws://host:9000/relay/connect`` (``wss://`` behind TLS)."""
+    token: str = attrs.field(repr=False)
+    """The relay's ``token``, sent as ``Authorization: Bearer``."""
+
+    def __attrs_post_init__(self) -> None:
+        try:
+            parts = urllib.parse.urlsplit(self.url)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError as error:
+            raise ConfigError(f"url {self.url!r} is not a valid URL: {error}") from None
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ConfigError(
+                f"url must be ws://HOST:PORT/relay/connect (or wss://...), not {self.url!r}"
+            )
+        if not self.token:
+            raise ConfigError("token must not be empty")
+
+
+@attrs.frozen(kw_only=True)
 class LiveEventsSettings:
     """Limits of the webhook ingress, the journal, and per-path webhook settings.
 
@@ -109,6 +134,8 @@ class LiveEventsSettings:
     journal: JournalSettings = JournalSettings()
     webhooks: Mapping[str, WebhookSettings] = attrs.field(factory=dict)
     redis: RedisJournalSettings = attrs.field(factory=RedisJournalSettings)
+    relay: RelayConnectionSettings | None = None
+    """When set, the processing process also takes live events from this relay."""
     type: str | None = None
     """Ocean's ``OCEAN__LIVE_EVENTS__TYPE``: ``REDIS`` selects the redis journal too."""
 
@@ -192,7 +219,7 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every secret these settings hold, for masking in logs: Port's client secret, the
-        admin and resync tokens, Redis's password and key, webhook secrets, and the
+        admin, resync and relay tokens, Redis's password and key, webhook secrets, and the
         integration config's values whose key names a secret."""
         found: list[str] = []
         for value in (
@@ -201,6 +228,7 @@ class Settings:
             self.event_listener.token,
             self.live_events.redis.password,
             self.live_events.redis.private_key,
+            self.live_events.relay.token if self.live_events.relay else None,
         ):
             if isinstance(value, str):
                 found.append(value)

@@ -134,19 +134,30 @@ class WebhookIngress:
         await _send(send, await self.accept(pipeline, body, headers))
 
     async def accept(
-        self, pipeline: LiveEventsPipeline, body: bytes, headers: Mapping[str, str]
+        self,
+        pipeline: LiveEventsPipeline,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        fallback_delivery_id: str | None = None,
     ) -> Answer:
         """Verify, parse, deduplicate and journal one webhook; the answer for its sender.
 
         ``headers`` have lower-case names. The HTTP route and the relay's event source
         (whose webhooks were received elsewhere) both come through here.
+        ``fallback_delivery_id`` is the event's delivery id when its headers carry none (the
+        relay's source gives one stable across redeliveries, so they are duplicates).
         """
-        answer, result = await self._accept(pipeline, body, headers)
+        answer, result = await self._accept(pipeline, body, headers, fallback_delivery_id)
         pipeline.monitor.received(pipeline.path, result)
         return answer
 
     async def _accept(
-        self, pipeline: LiveEventsPipeline, body: bytes, headers: Mapping[str, str]
+        self,
+        pipeline: LiveEventsPipeline,
+        body: bytes,
+        headers: Mapping[str, str],
+        fallback_delivery_id: str | None = None,
     ) -> tuple[Answer, Received]:
         if not self._accepting():
             return _unavailable("the service is shutting down"), Received.SHUTTING_DOWN
@@ -174,7 +185,7 @@ class WebhookIngress:
             )
             return Answer(error.status, {"error": str(error)}), Received.INVALID_BODY
         names = self._delivery_id_headers.get(pipeline.path, DELIVERY_ID_HEADERS)
-        delivery_id = next((headers[n] for n in names if headers.get(n)), None)
+        delivery_id = next((headers[n] for n in names if headers.get(n)), fallback_delivery_id)
         event = pipeline.make_event(body, payload, dict(headers), delivery_id=delivery_id)
         try:
             entry = await pipeline.submit(event)
