@@ -37,15 +37,24 @@
     return known.has(status) ? "status-" + status : "status-other";
   }
 
+  // Formatters made once: toLocaleString() builds one per call, too slow for 2,000 rows a second.
+  const TIME = new Intl.DateTimeFormat(undefined, {
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+    hour12: false,
+  });
+  const DATE_TIME = new Intl.DateTimeFormat(undefined, { dateStyle: "short", timeStyle: "medium" });
+  const NUMBER = new Intl.NumberFormat();
+
   function time(at) {
     if (typeof at !== "number") return "–";
-    const date = new Date(at * 1000);
-    const ms = String(date.getMilliseconds()).padStart(3, "0");
-    return date.toLocaleTimeString([], { hour12: false }) + "." + ms;
+    const ms = String(Math.floor((at * 1000) % 1000)).padStart(3, "0");
+    return TIME.format(at * 1000) + "." + ms;
   }
 
   function dateTime(at) {
-    return typeof at === "number" ? new Date(at * 1000).toLocaleString() : "–";
+    return typeof at === "number" ? DATE_TIME.format(at * 1000) : "–";
   }
 
   function millis(ms) {
@@ -56,7 +65,7 @@
   }
 
   function number(value) {
-    return typeof value === "number" ? value.toLocaleString() : "–";
+    return typeof value === "number" ? NUMBER.format(value) : "–";
   }
 
   function text(value) {
@@ -134,6 +143,7 @@
   const rows = new Map(); // seq → its <tr>, exactly the rows in the table
   const tbody = $("event-rows");
   let paused = false;
+  let frozen = null; // while paused: the store as it was, shown and scrolled through
   let arrivedWhilePaused = 0;
   let renderScheduled = false;
   let selected = null; // the seq whose details are shown
@@ -225,16 +235,29 @@
     tr.classList.toggle("selected", event.seq === selected);
   }
 
+  const scroller = $("event-scroll");
+  const above = $("rows-above");
+  const below = $("rows-below");
+  const OVERSCAN = 10; // rows drawn beyond each edge of the view
+  let rowHeight = 0; // measured on the first row drawn
+
   function render() {
     renderScheduled = false;
     const path = $("filter-path").value;
     const status = $("filter-status").value;
-    // Rows are in the table newest first, like `order`: walk both, inserting, moving and
-    // filling only what changed; what is left after the cursor is no longer wanted.
-    let cursor = tbody.firstChild;
-    for (const seq of order) {
-      const event = store.get(seq);
-      if (!matches(event, path, status)) continue;
+    const view = frozen || { order, events: store };
+    const wanted = view.order.filter((seq) => matches(view.events.get(seq), path, status));
+    // Only the rows in view (and OVERSCAN more each side) are in the table; the spacers
+    // stand for the others. At 1,000 events a second the browser then lays out a few dozen
+    // rows per frame instead of hundreds.
+    const height = rowHeight || 28;
+    const first = Math.max(0, Math.floor(scroller.scrollTop / height) - OVERSCAN);
+    const shown = wanted.slice(first, first + Math.ceil(scroller.clientHeight / height) + 2 * OVERSCAN);
+    // The rows between the spacers are newest first, like `wanted`: walk both, inserting,
+    // moving and filling only what changed; what is left after the cursor goes.
+    let cursor = above.nextSibling;
+    for (const seq of shown) {
+      const event = view.events.get(seq);
       let tr = rows.get(seq);
       if (tr === undefined) {
         tr = makeRow(seq);
@@ -246,17 +269,20 @@
       if (tr === cursor) cursor = cursor.nextSibling;
       else tbody.insertBefore(tr, cursor);
     }
-    while (cursor) {
+    while (cursor !== below) {
       const next = cursor.nextSibling;
       rows.delete(Number(cursor.dataset.seq));
       cursor.remove();
       cursor = next;
     }
     dirty.clear();
+    if (!rowHeight && rows.size) rowHeight = above.nextSibling.getBoundingClientRect().height;
+    above.cells[0].style.height = first * (rowHeight || height) + "px";
+    below.cells[0].style.height = (wanted.length - first - shown.length) * (rowHeight || height) + "px";
     const empty = $("events-empty");
-    empty.hidden = rows.size > 0;
-    empty.textContent = store.size ? "No events match the filters." : "No events yet.";
-    if (selectedChanged && selected !== null && store.has(selected)) {
+    empty.hidden = wanted.length > 0;
+    empty.textContent = view.events.size ? "No events match the filters." : "No events yet.";
+    if (!paused && selectedChanged && selected !== null && store.has(selected)) {
       selectedChanged = false;
       showFeedDetails(store.get(selected));
       if (store.get(selected).kind === "finished") loadRecord(selected);
@@ -275,19 +301,22 @@
 
   $("pause").addEventListener("click", () => {
     paused = !paused;
+    frozen = paused ? { order: [...order], events: new Map(store) } : null;
+    if (!paused) for (const seq of rows.keys()) dirty.add(seq); // changed meanwhile, maybe
     const button = $("pause");
     button.setAttribute("aria-pressed", String(paused));
     button.textContent = paused ? "Resume" : "Pause";
     arrivedWhilePaused = 0;
     $("paused-note").textContent = paused ? "paused" : "";
-    if (!paused) scheduleRender();
+    scheduleRender();
   });
-  // The filters apply at once, even while paused: they show what the store holds.
+  // The filters apply at once, even while paused (to what the page held at the pause).
   $("filter-path").addEventListener("change", scheduleRender);
   $("filter-status").addEventListener("change", scheduleRender);
+  scroller.addEventListener("scroll", scheduleRender, { passive: true });
   tbody.addEventListener("click", (event) => {
-    const tr = event.target.closest("tr");
-    if (tr && tr.dataset.seq) showDetails(Number(tr.dataset.seq));
+    const tr = event.target.closest("tr[data-seq]");
+    if (tr) showDetails(Number(tr.dataset.seq));
   });
 
   let droppedTotal = 0;
@@ -366,7 +395,7 @@
   // --- event details ------------------------------------------------------------------------
 
   function showDetails(seq) {
-    const event = store.get(seq);
+    const event = (frozen ? frozen.events : store).get(seq);
     if (event === undefined) return;
     if (selected !== null && rows.has(selected)) rows.get(selected).classList.remove("selected");
     selected = seq;
@@ -474,7 +503,12 @@
       return;
     }
     const events = list(answer.body && answer.body.events);
-    body.replaceChildren(...events.map(deadRow));
+    // Rows already shown are kept (a Replay button about to be clicked stays the same button).
+    const shown = new Map([...body.rows].map((tr) => [tr.dataset.seq, tr]));
+    const seqs = events.map((event) => String(event.seq));
+    if (seqs.join(",") !== [...shown.keys()].join(",")) {
+      body.replaceChildren(...events.map((event) => shown.get(String(event.seq)) || deadRow(event)));
+    }
     state.textContent = events.length ? number(events.length) + " dead letters" : "no dead letters";
   }
 
