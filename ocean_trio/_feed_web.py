@@ -9,17 +9,15 @@ from __future__ import annotations
 import collections
 import json
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import quart
 import trio
 
+from ._app import WEBHOOK_PREFIX, App
 from ._feed import Subscriber
 from ._version import __version__
 from .live_events._journal import EventStatus
-
-if TYPE_CHECKING:
-    from ._app import App
 
 BATCH_SECONDS = 0.1  # a connection sends at most this often
 STATS_SECONDS = 1.0  # and the counters this often
@@ -46,7 +44,7 @@ def feed_blueprint(app: App) -> quart.Blueprint:
         if app.feed.subscribers >= MAX_SUBSCRIBERS:
             return _refuse(503, f"the feed has {MAX_SUBSCRIBERS} clients already; try later")
         if paths is not None:
-            paths = frozenset("/" + p.strip("/") for p in paths)
+            paths = frozenset(_webhook_path(p) for p in paths)
         await quart.websocket.accept()
         with app.feed.subscribe(paths, statuses) as subscriber:
             await quart.websocket.send(json.dumps(_hello(app)))
@@ -100,6 +98,13 @@ def feed_stats(app: App) -> dict[str, Any]:
         "pending": app.journal.statistics().pending,
         "resync": app.resync_json(),
     }
+
+
+def _webhook_path(given: str) -> str:
+    """A pipeline's path (``/webhook``) from ``webhook``, ``/webhook`` or ``/integration/webhook``."""
+    path = "/" + given.strip("/")
+    prefixed = path.startswith(WEBHOOK_PREFIX + "/")
+    return path[len(WEBHOOK_PREFIX) :] if prefixed else path
 
 
 def _values(raw: list[str]) -> frozenset[str] | None:

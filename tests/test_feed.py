@@ -104,7 +104,7 @@ async def test_filters_keep_only_the_paths_and_statuses_asked_for(
 ) -> None:
     async with (
         served(integration_root, tmp_path) as server,
-        feed(server, "?status=dead&path=webhook") as socket,
+        feed(server, "?status=dead&path=/integration/webhook") as socket,
     ):
         await next_message(socket, "hello")
         FlakyProcessor.broken = True
