@@ -6,7 +6,8 @@ Reads every ``*.json`` in ``benchmarks/results/`` (or ``DIR``) and writes, next 
   the end-to-end / ceiling ratio printed on its bar;
 - ``live_events_latency.png``: POST → applied percentiles per mode, at half rate and saturated;
 - ``live_events_cost.png``: CPU per event and peak RSS per mode, by process role;
-- ``resync.png``, ``big_bodies.png``, ``live_events_soak.png``: one chart per benchmark.
+- ``resync.png``, ``big_bodies.png``, ``live_events_soak.png``, ``live_events_observed.png``:
+  one chart per benchmark (``_charts_single``).
 
 A file that is not JSON, or lacks the figures a chart needs (an older format), is skipped with
 a line saying why, and the other charts are still drawn. Drawing uses matplotlib's Agg canvas
@@ -26,34 +27,29 @@ from typing import Any
 
 import attrs
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import StrMethodFormatter
 
+from ._chart_kit import (
+    ACCEPTED,
+    CEILING,
+    DPI,
+    END_TO_END,
+    JOURNALS,
+    OTHER_COLOURS,
+    PERCENTILE_COLOURS,
+    ROLE_COLOURS,
+    TIMES,
+    Skip,
+    maybe_number,
+    new_figure,
+    number,
+    runs_text,
+)
+from ._charts_single import chart_big_bodies, chart_observed, chart_resync, chart_soak
 from ._common import RESULTS
 
-DPI = 110
-
-CEILING, ACCEPTED, END_TO_END = "#9e9e9e", "#90caf9", "#1565c0"
-# by percentile, so that p99 has one colour in every panel; others get the darkest
-PERCENTILE_COLOURS = {50: "#a5d6a7", 75: "#81c784", 90: "#66bb6a", 95: "#43a047", 99: "#2e7d32"}
-ROLE_COLOURS = {
-    "server": "#1565c0",
-    "ingress": "#ef6c00",
-    "processing": "#8e24aa",
-    "supervisor": "#9e9e9e",
-    "instances": "#00897b",
-    "redis": "#c62828",
-}
-OTHER_COLOURS = ["#6d4c41", "#fdd835", "#5e35b1"]
-JOURNALS = {"sqlite": "SQLite", "memory": "memory", "redis": "Redis"}
 _LATENCY_KEY = re.compile(r"(?P<load>saturated|half_rate)_latency_p(?P<percentile>\d+)_ms")
-TIMES = "\N{MULTIPLICATION SIGN}"
 _LIVE = {"live_events", "live_events_split", "live_events_redis", "live_events_port_sink"}
-
-
-class Skip(Exception):
-    """A results file (or a chart) that cannot be drawn; the message says why."""
 
 
 @attrs.frozen
@@ -64,28 +60,6 @@ class LiveMode:
     label: str
     order: tuple[int, int]
     data: Mapping[str, Any]
-
-
-def number(data: Mapping[str, Any], key: str) -> float:
-    """``data[key]`` as a finite float; ``Skip`` when it is missing, null, NaN or not a number."""
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise Skip(f"no {key}")
-    return float(value)
-
-
-def maybe_number(data: Mapping[str, Any], key: str) -> float | None:
-    try:
-        return number(data, key)
-    except Skip:
-        return None
-
-
-def section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = data.get(key)
-    if not isinstance(value, Mapping):
-        raise Skip(f"no {key} section")
-    return value
 
 
 def load_results(folder: Path) -> tuple[dict[str, Mapping[str, Any]], list[str]]:
@@ -125,18 +99,6 @@ def live_mode(file: str, data: Mapping[str, Any]) -> LiveMode:
     return LiveMode(file, f"single process\n{name} journal", (order, 0), data)
 
 
-def new_figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)  # Agg: renders to PNG with no display
-    return figure
-
-
-def _runs(runs: float | None) -> str:
-    if runs is None:
-        return ""
-    return "1 run" if runs == 1 else f"medians of {runs:.0f} runs"
-
-
 def runs_note(modes: Sequence[LiveMode]) -> str:
     """``"20,000 events, medians of 3 runs"`` when every mode ran alike; ``""`` if unknown."""
     shapes = {(maybe_number(m.data, "events"), maybe_number(m.data, "runs")) for m in modes}
@@ -145,7 +107,7 @@ def runs_note(modes: Sequence[LiveMode]) -> str:
     [(events, runs)] = shapes
     if events is None or runs is None:
         return ""
-    return f"{events:,.0f} events, {_runs(runs)}"
+    return f"{events:,.0f} events, {runs_text(runs)}"
 
 
 def _usable(
@@ -322,147 +284,6 @@ def chart_cost(modes: Sequence[LiveMode], path: Path) -> list[str]:
     return notes
 
 
-def chart_resync(data: Mapping[str, Any], path: Path) -> None:
-    """Entities/s of a first and a no-change resync per sink, against mapping alone."""
-    sinks = [(name, section(data, name)) for name in ("local", "port") if name in data]
-    if not sinks:
-        raise Skip("no local or port section")
-    labels = {"local": "embedded catalog", "port": "Port API (emulator)"}
-    figure = new_figure(8.0, 5.0)
-    axes = figure.add_subplot()
-    width = 0.36
-    for offset, (resync, name, colour) in enumerate(
-        [
-            ("first", "first resync (every entity new)", END_TO_END),
-            ("second", "no change", ACCEPTED),
-        ]
-    ):
-        figures = [section(sink, resync) for _, sink in sinks]
-        xs = [x + (offset - 0.5) * width for x in range(len(sinks))]
-        bars = axes.bar(
-            xs, [number(f, "entities_per_s") for f in figures], width, label=name, color=colour
-        )
-        axes.bar_label(
-            bars, labels=[f"{number(f, 'seconds'):.1f} s" for f in figures], padding=2, fontsize=8
-        )
-    baseline = maybe_number(data.get("baseline") or {}, "make_and_map_per_s")
-    if baseline is not None:
-        axes.axhline(
-            baseline, color=CEILING, linestyle="--", label="mapping alone, one core, no I/O"
-        )
-    ocean = maybe_number(data.get("ocean_for_scale") or {}, "first_entities_per_s")
-    if ocean is not None:
-        axes.axhline(ocean, color="#c62828", linestyle=":", label="Ocean, first resync (for scale)")
-    axes.set_xticks(range(len(sinks)), [labels.get(name, name) for name, _ in sinks])
-    axes.set_xlim(-0.9, len(sinks) - 0.1)
-    axes.set_ylabel("entities per second")
-    axes.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))  # 12,000
-    axes.grid(axis="y", alpha=0.3)
-    axes.margins(y=0.12)
-    axes.legend(fontsize=8)
-    entities = maybe_number(data, "entities")
-    page = maybe_number(data, "page_size")
-    runs = maybe_number(data, "runs")
-    details = [
-        f"{entities:,.0f} entities" if entities is not None else "",
-        f"pages of {page:.0f}" if page is not None else "",
-        _runs(runs),
-        "bar labels: resync duration",
-    ]
-    figure.suptitle("Resync: entities written per second", fontweight="bold")
-    axes.set_title("; ".join(d for d in details if d), fontsize=9)
-    figure.savefig(path, dpi=DPI)
-
-
-def chart_big_bodies(data: Mapping[str, Any], path: Path) -> None:
-    """Small events' latencies per phase: does a big webhook delay everyone else?"""
-    phases = section(data, "phases")
-    if not phases:
-        raise Skip("no phases")
-    series = [
-        ("ingress_p50_ms", "ingress p50 (due → 202)", ACCEPTED),
-        ("ingress_p99_ms", "ingress p99", "#42a5f5"),
-        ("applied_p50_ms", "applied p50 (due → in catalog)", "#a5d6a7"),
-        ("applied_p99_ms", "applied p99", "#2e7d32"),
-    ]
-    names = list(phases)
-    figure = new_figure(max(7.0, 2.2 * len(names) + 2), 5.0)
-    axes = figure.add_subplot()
-    width = 0.8 / len(series)
-    for index, (key, label, colour) in enumerate(series):
-        values = [number(section(phases, name), key) for name in names]
-        xs = [x + (index - (len(series) - 1) / 2) * width for x in range(len(names))]
-        bars = axes.bar(xs, values, width, label=label, color=colour)
-        axes.bar_label(bars, labels=[f"{v:.1f}" for v in values], padding=2, fontsize=7)
-    axes.set_xticks(range(len(names)), [name.replace("_", " ") for name in names])
-    axes.set_ylabel("milliseconds (small ~1 KB events)")
-    axes.grid(axis="y", alpha=0.3)
-    axes.margins(y=0.12)
-    axes.legend(fontsize=8, loc="upper left")
-    big = maybe_number(data, "big_bytes")
-    small_rate = maybe_number(data, "small_rate")
-    big_rate = maybe_number(data, "big_rate")
-    duration = maybe_number(data, "duration_s")
-    details = [
-        f"small events at {small_rate:.0f}/s" if small_rate is not None else "",
-        f"big ones of {_size(big)} at {big_rate:g}/s"
-        if big is not None and big_rate is not None
-        else "",
-        f"{duration:g} s phases" if duration is not None else "",
-        _runs(maybe_number(data, "runs")),
-    ]
-    figure.suptitle(
-        "Big bodies: small events' latency while big webhooks arrive", fontweight="bold"
-    )
-    axes.set_title(", ".join(d for d in details if d), fontsize=9)
-    figure.savefig(path, dpi=DPI)
-
-
-def _size(size: float) -> str:
-    """``5 MiB`` for a size the benchmark set in MiB (its default), else ``1.0 MB``."""
-    if size % 2**20 == 0:
-        return f"{size / 2**20:.0f} MiB"
-    return f"{size / 1e6:.1f} MB"
-
-
-def chart_soak(data: Mapping[str, Any], path: Path) -> None:
-    """Resident memory after 10,000 events and at the end of the soak."""
-    events = number(data, "events")
-    at_end = number(data, "rss_at_end_mb")
-    after = maybe_number(data, "rss_after_10000_mb")
-    labels = [f"at the end\n({events:,.0f} events)"]
-    values = [at_end]
-    if after is not None:
-        labels.insert(0, "after 10,000 events")
-        values.insert(0, after)
-    figure = new_figure(6.0, 4.6)
-    axes = figure.add_subplot()
-    colours = [ACCEPTED, END_TO_END][-len(values) :]
-    bars = axes.bar(range(len(values)), values, 0.5, color=colours)
-    axes.bar_label(bars, labels=[f"{v:.1f} MB" for v in values])
-    axes.set_xticks(range(len(values)), labels)
-    axes.set_xlim(-0.75, len(values) - 0.25)
-    axes.set_ylabel("server RSS, MB")
-    axes.set_ylim(0, max(values) * 1.2)
-    axes.grid(axis="y", alpha=0.3)
-    rate = maybe_number(data, "end_to_end_rate")
-    lost = maybe_number(data, "lost_events")
-    refused = maybe_number(data, "refused_503")
-    growth = (
-        "fewer than 10,000 events: no growth figure"
-        if after is None
-        else f"growth {at_end - after:+.1f} MB"
-    )
-    details = [
-        f"{rate:,.0f} events/s end to end" if rate is not None else "",
-        f"{lost:.0f} lost" if lost is not None else "",
-        f"{refused:.0f} refused (503)" if refused is not None else "",
-    ]
-    figure.suptitle("Soak: server memory over a long run", fontweight="bold")
-    axes.set_title(growth + "\n" + ", ".join(d for d in details if d), fontsize=9)
-    figure.savefig(path, dpi=DPI)
-
-
 def draw(folder: Path, out: Callable[[str], None]) -> list[Path]:
     """Draw every chart the results in ``folder`` allow; report each file and skip with ``out``."""
     results, skipped = load_results(folder)
@@ -474,6 +295,7 @@ def draw(folder: Path, out: Callable[[str], None]) -> list[Path]:
         "resync": ("resync.png", chart_resync),
         "big_bodies": ("big_bodies.png", chart_big_bodies),
         "live_events_soak": ("live_events_soak.png", chart_soak),
+        "live_events_observed": ("live_events_observed.png", chart_observed),
     }
     for file, data in results.items():
         kind = data["benchmark"]

@@ -18,6 +18,7 @@ CHARTS = [
     "big_bodies.png",
     "live_events_cost.png",
     "live_events_latency.png",
+    "live_events_observed.png",
     "live_events_soak.png",
     "live_events_throughput.png",
     "resync.png",
@@ -81,6 +82,15 @@ RESULTS: dict[str, Any] = {
         "end_to_end_rate": 750.0,
         "ratio_end_to_end_to_ceiling": 0.48,
         "peak_rss_mb": 67.0,
+    },
+    "live_events_observed.json": {
+        "benchmark": "live_events_observed",
+        "events": 2000,
+        "ratio_observed_to_plain": 0.99,
+        "per_run": {
+            "plain": [{"end_to_end_rate": 700.0}, {"end_to_end_rate": 720.0}],
+            "observed": [{"end_to_end_rate": 690.0}, {"end_to_end_rate": 715.0}],
+        },
     },
     "live_events_soak.json": {
         "benchmark": "live_events_soak",
