@@ -55,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run N ingress processes on the HTTP port and one processing process, and"
         " supervise them (restart a crashed one; SIGTERM drains all)",
     )
+    sail.add_argument(
+        "--processing-port",
+        type=int,
+        metavar="PORT",
+        help="with --ingress-processes: the processing process serves its live page, /metrics"
+        " and health on this port (http.processingPort)",
+    )
     sail.add_argument("--http-fd", type=int, help=argparse.SUPPRESS)  # the supervisor's socket
     sail.add_argument(
         "-O",
@@ -214,7 +221,11 @@ def _run(args: argparse.Namespace) -> int:
             overrides["eventListener"] = {"type": "ONCE"}
         if args.role:
             overrides["role"] = args.role
+        if args.processing_port is not None:
+            overrides.setdefault("http", {})["processingPort"] = args.processing_port
         child_args = ["--log-level", args.log_level] if args.log_level else []
+        if args.processing_port is not None:
+            child_args += ["--processing-port", str(args.processing_port)]
         return run_sail(
             args.path,
             overrides=overrides,

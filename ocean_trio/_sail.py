@@ -57,13 +57,24 @@ async def sail(root: Path, settings: Settings, *, http_fd: int | None = None) ->
                 if supervisor and supervisor.isdigit():
                     nursery.start_soon(watch_supervisor, int(supervisor), stop.drain)
                 integration = load_integration(root)
-                serve_http = settings.role != "processing"
+                processing_port = settings.http.processing_port
+                serve_http = settings.role != "processing" or processing_port is not None
+                if settings.role == "processing" and processing_port is not None:
+                    http = attrs.evolve(settings.http, port=processing_port)
+                    settings = attrs.evolve(settings, http=http)
                 async with open_app(
                     integration, settings, root=root, serve_http=serve_http, http_fd=http_fd
                 ) as app:
                     stop.started = True
                     if http_fd is not None:
                         logger.info("%s: serving the supervisor's socket", settings.role)
+                    elif settings.role == "processing" and app.urls:
+                        print(
+                            f"ocean-trio: integration {root.name!r}: processing events"
+                            f" (pid {os.getpid()}); its live page, metrics and health:"
+                            f" {app.urls[0]}/live/, /metrics, /health/ready",
+                            flush=True,
+                        )
                     elif serve_http:
                         _banner(root, app)
                     else:

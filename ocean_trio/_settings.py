@@ -59,6 +59,9 @@ class HttpSettings:
 
     host: str = "127.0.0.1"
     port: int = 8000
+    processing_port: int | None = None
+    """In the split topology, the processing process serves its pages, ``/metrics``, the
+    live feed and health here (it serves no HTTP otherwise)."""
 
 
 @attrs.frozen(kw_only=True)

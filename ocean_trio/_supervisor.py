@@ -80,10 +80,16 @@ async def supervise(
             _Child(f"ingress {n}", [*base, "--role", "ingress", "--http-fd", str(fd)])
             for n in range(1, ingress_processes + 1)
         ]
+        processing = settings.http.processing_port
         print(
             f"ocean-trio: integration {root.name!r} is sailing on http://{host}:{port} with"
             f" {ingress_processes} ingress process(es) and 1 processing process"
-            f" (supervisor pid {os.getpid()})",
+            f" (supervisor pid {os.getpid()})"
+            + (
+                ""
+                if processing is None
+                else f"; the processing process's live page: http://{host}:{processing}/live/"
+            ),
             flush=True,
         )
         url = f"http://{host}:{port}"

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import httpx
 import pytest
 import trio
 
+from ocean_trio._websocket import connect_websocket
 from ocean_trio.catalog._local import LocalCatalog
 
 from .test_servers import _free_port, read_all
@@ -231,6 +233,50 @@ async def test_hypercorn_with_two_workers_processes_each_event_once(
             errors = await read_all(process.stderr)
             await process.wait()
     assert "Traceback" not in errors
+
+
+async def test_the_processing_process_shows_its_outcomes_on_its_own_port(
+    logged_package: Path, tmp_path: Path
+) -> None:
+    port, processing_port = _free_port(), _free_port()
+    argv = [sys.executable, "-m", "ocean_trio", "sail", str(logged_package), "-i", "1"]
+    argv += ["--port", str(port), "--processing-port", str(processing_port)]
+    supervisor = await trio.lowlevel.open_process(
+        argv, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    processing = f"http://127.0.0.1:{processing_port}"
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            with trio.fail_after(30):
+                while True:
+                    try:
+                        ready = await client.get(f"{processing}/health/ready")
+                    except httpx.TransportError:
+                        await trio.sleep(0.1)  # another process starting: nothing to wait on
+                        continue
+                    if ready.status_code == 200 and ready.json()["processing"]:
+                        break
+                    await trio.sleep(0.1)
+            feed = f"ws://127.0.0.1:{processing_port}/live/feed?status=done"
+            async with connect_websocket(feed) as socket:
+                assert json.loads(await socket.get_message())["processing"] is True
+                sender = Sender(f"http://127.0.0.1:{port}")
+                await sender.send_all(client)  # to the ingress process's port
+                seen: set[str] = set()
+                with trio.fail_after(30):
+                    while len(seen) < ITEMS * VERSIONS:
+                        message = json.loads(await socket.get_message())
+                        if message["type"] == "events":
+                            seen.update(event["trace_id"] for event in message["events"])
+            metrics = (await client.get(f"{processing}/metrics")).text
+            page = await client.get(f"{processing}/live/")
+    finally:
+        errors = await _stop(supervisor)
+    assert seen == set(sender.acked)  # every event finished in the processing process, live
+    line = f'ocean_trio_events_finished_total{{path="/webhook",status="done"}} {ITEMS * VERSIONS}.0'
+    assert line in metrics
+    assert page.status_code == 200
+    assert supervisor.returncode == 0, errors
 
 
 async def _sail_split_fails(package: Path, tmp_path: Path, *args: str) -> str:
