@@ -288,7 +288,7 @@ class RelayHub:
             progressed = False
             room = self._max_in_flight - len(session.in_flight)
             budget = self._max_bytes - session.in_flight_bytes
-            if not self._stopping and room > 0 and (budget > 0 or not session.in_flight):
+            if not self._stopping and room > 0 and budget > 0:
                 session.wake = trio.Event()  # appends and acks from now on wake us
                 for entry in await self._page(cursor, room, max(budget, 1)):
                     if session.in_flight and session.in_flight_bytes + entry.size > self._max_bytes:

@@ -243,7 +243,7 @@ async def test_a_bad_token_is_refused_at_the_handshake_and_named_in_the_log(
 
 @asynccontextmanager
 async def raw_session(
-    relay: Relay,
+    relay: Relay, *, max_body_bytes: int = 1 << 20
 ) -> AsyncIterator[tuple[trio_websocket.WebSocketConnection, Hello]]:
     """A connection as an integration opens one, up to its ready message."""
     async with connect(
@@ -251,7 +251,7 @@ async def raw_session(
     ) as ws:
         hello = decode_from_relay(await ws.get_message())
         assert isinstance(hello, Hello)
-        await ws.send_message(encode(Ready(max_body_bytes=1 << 20)))
+        await ws.send_message(encode(Ready(max_body_bytes=max_body_bytes)))
         yield ws, hello
 
 
@@ -309,6 +309,68 @@ async def test_a_new_connection_replaces_the_old_and_gets_every_unacknowledged_e
         "done",
         "pending",
     ]
+
+
+async def test_every_path_in_seq_order_within_the_bytes_in_flight(tmp_path: Path) -> None:
+    folder = tmp_path / "relay"
+    paths = ["/a", "/b", "/b", "/a", "/b", "/a", "/a"]
+    sizes = [20, 20, 20, 20, 60, 120, 20]  # 60: past the budget (alone); 120: past the integration
+    async with (
+        serve_relay(folder, webhooks={"/a": None, "/b": None}, maxInFlightBytes=25) as relay,
+        httpx.AsyncClient(base_url=relay.urls[0]) as client,
+    ):
+        for path, size in zip(paths, sizes, strict=True):
+            body = json.dumps({"pad": ""}).encode()
+            body = json.dumps({"pad": "x" * (size - len(body))}).encode()
+            assert len(body) == size
+            assert (await client.post("/integration" + path, content=body)).status_code == 202
+        got = []
+        async with raw_session(relay, max_body_bytes=100) as (ws, _):
+            with trio.fail_after(10):
+                for _ in range(6):
+                    relayed = await next_event(ws)
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert relay.hub.statistics().in_flight == 1  # two would pass 25 bytes
+                    got.append((relayed.seq, relayed.path, len(relayed.body)))
+                    await ws.send_message(encode(Ack(relayed.seq, AckStatus.JOURNALED)))
+    assert got == [
+        (1, "/a", 20),
+        (2, "/b", 20),
+        (3, "/b", 20),
+        (4, "/a", 20),
+        (5, "/b", 60),  # alone in flight, whatever its size
+        (7, "/a", 20),
+    ]
+    rows = pending_at_relay(folder)
+    assert rows[5] == (
+        6,
+        "rejected",
+        "the body (120 bytes) is larger than the integration's maxBodyBytes (100)",
+    )
+    assert {status for _, status, _ in rows} == {"done", "rejected"}
+
+
+async def test_a_path_whose_page_stops_early_is_not_overtaken(tmp_path: Path) -> None:
+    # /a's page stops at 1 (1 and 3 pass the bytes in flight), /b's holds 2 and 4: 4 must
+    # not go before 3, or 3 would be left behind.
+    posted = [("/a", 10), ("/b", 10), ("/a", 20), ("/b", 5)]
+    async with (
+        serve_relay(
+            tmp_path / "relay", webhooks={"/a": None, "/b": None}, maxInFlightBytes=25
+        ) as relay,
+        httpx.AsyncClient(base_url=relay.urls[0]) as client,
+    ):
+        for path, size in posted:
+            body = b"{" + b" " * (size - 2) + b"}"
+            assert (await client.post("/integration" + path, content=body)).status_code == 202
+        async with raw_session(relay) as (ws, _):
+            with trio.fail_after(10):
+                seqs = []
+                for _ in posted:
+                    relayed = await next_event(ws)
+                    seqs.append(relayed.seq)
+                    await ws.send_message(encode(Ack(relayed.seq, AckStatus.JOURNALED)))
+    assert seqs == [1, 2, 3, 4]
 
 
 async def test_a_silent_integration_is_dropped_after_three_heartbeats(tmp_path: Path) -> None:
