@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.live_events --topology split --ingress-processes 2
 	$(BIN)/python -m benchmarks.live_events --journal redis --instances 2
 	$(BIN)/python -m benchmarks.live_events --soak 200000
+	$(BIN)/python -m benchmarks.live_events --observed
 	$(BIN)/python -m benchmarks.live_events --sink port --workers 1
 	$(BIN)/python -m benchmarks.big_bodies
 	$(BIN)/python -m benchmarks.resync
