@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import trio
 
-from ocean_trio._websocket import connect_websocket
+from ocean_trio._websocket import connect
 
 from ._common import free_port, progress, run_and_save, wait_http
 from ._live import (
@@ -122,7 +122,7 @@ async def _read_feed(
     port: int, client: int, watching: dict[str, Any], *, task_status: trio.TaskStatus[None]
 ) -> None:
     """A live page's part: read every message of /live/feed and parse it, as the page does."""
-    async with connect_websocket(f"ws://127.0.0.1:{port}/live/feed") as socket:
+    async with connect(f"ws://127.0.0.1:{port}/live/feed") as socket:
         task_status.started()
         while True:
             message = json.loads(await socket.get_message())

@@ -27,9 +27,8 @@ from trio_websocket import (
 )
 
 from ._exceptions import OceanError
-from ._websocket import connect_websocket
+from ._websocket import CONNECT_SECONDS, connect
 
-CONNECT_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 5.0
 FEED_PATH = "/live/feed"
 
@@ -53,13 +52,13 @@ async def tail(url: str, *, as_json: bool, out: TextIO, err: TextIO) -> None:
     backoff = 0.5
     while True:
         try:
-            async with connect_websocket(url, connect_timeout=CONNECT_SECONDS) as socket:
+            async with connect(url) as socket:
                 if connected_once:
                     print(f"(reconnected to {url})", file=err, flush=True)
                 connected_once = True
                 backoff = 0.5
                 await _print_messages(socket, as_json=as_json, out=out, err=err)
-        except (OSError, HandshakeError, trio.TooSlowError) as error:
+        except HandshakeError as error:
             if not connected_once:
                 raise TailError(f"cannot open the live feed at {url}: {_describe(error)}") from None
         except ConnectionClosed:
@@ -122,8 +121,10 @@ def _describe(error: BaseException) -> str:
         with contextlib.suppress(ValueError, AttributeError):
             body = json.loads(body).get("error", body)
         return f"refused with HTTP {error.status_code}: {body}".rstrip(": ")
-    if isinstance(error, ConnectionTimeout | trio.TooSlowError):
+    if isinstance(error, ConnectionTimeout):
         return f"no answer within {CONNECT_SECONDS:g}s"
+    if error.__cause__ is not None:
+        return str(error.__cause__) or type(error.__cause__).__name__
     return str(error) or type(error).__name__
 
 

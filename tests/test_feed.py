@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import WebSocketConnection
 
 import ocean_trio._feed
 import ocean_trio._feed_web
 from ocean_trio import Integration
 from ocean_trio._feed import Subscriber
+from ocean_trio._websocket import connect
 from ocean_trio.testing import TestServer, make_settings, serve_integration
 
 from .test_dead_letters import FlakyProcessor
@@ -36,7 +37,7 @@ def test_a_subscriber_filters_and_counts_what_does_not_fit() -> None:
 @asynccontextmanager
 async def feed(server: TestServer, query: str = "") -> AsyncIterator[WebSocketConnection]:
     url = server.base_url.replace("http://", "ws://") + "/live/feed" + query
-    async with open_websocket_url(url) as socket:
+    async with connect(url) as socket:
         yield socket
 
 

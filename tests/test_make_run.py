@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trio
 
-from ocean_trio._websocket import connect_websocket
+from ocean_trio._websocket import connect
 
 from .test_servers import _env, _free_port
 
@@ -55,7 +55,7 @@ async def test_the_demo_prints_the_live_page_and_its_feed_shows_the_demos_events
             assert answer.status_code == 200
             assert answer.headers["content-type"].startswith("text/html")
             feed = page.replace("http://", "ws://") + "feed?status=done"
-            async with connect_websocket(feed) as socket:
+            async with connect(feed) as socket:
                 while True:
                     message = json.loads(await socket.get_message())
                     if message["type"] == "events":

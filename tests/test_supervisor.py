@@ -17,7 +17,7 @@ import httpx
 import pytest
 import trio
 
-from ocean_trio._websocket import connect_websocket
+from ocean_trio._websocket import connect
 from ocean_trio.catalog._local import LocalCatalog
 
 from .test_servers import _free_port, read_all
@@ -258,7 +258,7 @@ async def test_the_processing_process_shows_its_outcomes_on_its_own_port(
                         break
                     await trio.sleep(0.1)
             feed = f"ws://127.0.0.1:{processing_port}/live/feed?status=done"
-            async with connect_websocket(feed) as socket:
+            async with connect(feed) as socket:
                 assert json.loads(await socket.get_message())["processing"] is True
                 sender = Sender(f"http://127.0.0.1:{port}")
                 await sender.send_all(client)  # to the ingress process's port

@@ -25,8 +25,8 @@ from .._app import WEBHOOK_PREFIX
 from .._log import LogLimiter
 from .._retry import RetryPolicy
 from .._settings import RelayConnectionSettings
+from .._websocket import CLOSE_SECONDS, CONNECT_SECONDS, connect
 from ..live_events._ingress import WebhookIngress
-from ._client import CLOSE_SECONDS, CONNECT_SECONDS, connect
 from ._protocol import (
     CLOSE_TRY_AGAIN_LATER,
     Ack,

@@ -16,8 +16,8 @@ import trio
 import trio_websocket
 
 from ocean_trio import EventPayload, Integration, ResourceConfig, WebhookEventRawResults
+from ocean_trio._websocket import connect
 from ocean_trio.live_events._signatures import GitHubSignature
-from ocean_trio.relay._client import connect
 from ocean_trio.relay._protocol import (
     CLOSE_REPLACED,
     CLOSE_SILENT,

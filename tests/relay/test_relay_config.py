@@ -11,7 +11,7 @@ import pytest
 from ocean_trio._cli import main
 from ocean_trio._exceptions import ConfigError
 from ocean_trio._log import MaskingFormatter
-from ocean_trio.relay._client import split_url
+from ocean_trio._websocket import split_url
 from ocean_trio.relay._protocol import (
     Ack,
     AckStatus,
