@@ -30,6 +30,9 @@ component's boundary; ``trio.Cancelled`` is never caught or translated.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class OceanError(Exception):
     """Base class of every error ocean-trio raises on purpose."""
@@ -170,3 +173,16 @@ def single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | Non
         else:
             leaves.append(error)
     return leaves[0] if len(leaves) == 1 and not pending else None
+
+
+@contextlib.contextmanager
+def one_error_as_raised() -> Iterator[None]:
+    """Inside: a nursery's group holding one error is raised as that error (``single_leaf``);
+    a group of several stays the group."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaf = single_leaf(group)
+        if leaf is None:
+            raise
+        raise leaf from None

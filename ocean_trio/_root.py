@@ -24,7 +24,7 @@ import trio
 
 from ._app import WEBHOOK_PREFIX, App, webhook_ingress
 from ._asgi import OceanASGI
-from ._exceptions import ConfigError, PortApiError, StartupError, single_leaf
+from ._exceptions import ConfigError, PortApiError, StartupError, one_error_as_raised, single_leaf
 from ._integration import Integration, OnStart, using
 from ._metrics_components import ComponentsCollector
 from ._resources import load_blueprints, load_mapping, mapping_file, port_mapping
@@ -235,7 +235,7 @@ async def _running(
     wake: WakeSender,
 ) -> AsyncIterator[None]:
     """The components' tasks, HTTP, processing; see ``open_app`` for how it stops."""
-    try:
+    with one_error_as_raised():
         async with trio.open_nursery() as nursery:
             await nursery.start(app.journal.run)
             await nursery.start(app.applier.run)
@@ -270,13 +270,6 @@ async def _running(
                 with trio.move_on_after(HTTP_STOP_SECONDS):
                     await http_done.wait()
             nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # The body's own exception (or one component's crash) comes out alone, as the
-        # caller raised it; several at once stay a group.
-        leaf = single_leaf(group)
-        if leaf is None:
-            raise
-        raise leaf from None
 
 
 async def _take_over(app: App, lock: StateFolderLock, wake: WakeSender) -> None:

@@ -19,7 +19,7 @@ import attrs
 import trio
 
 from ._app import App
-from ._exceptions import single_leaf
+from ._exceptions import one_error_as_raised
 from ._integration import load_integration
 from ._log import configure_logging
 from ._root import open_app
@@ -49,48 +49,42 @@ async def sail(root: Path, settings: Settings, *, http_fd: int | None = None) ->
     the supervisor (``_supervisor``), served instead of binding ``settings.http``.
     """
     stop = _Stop()
-    with trio.open_signal_receiver(*_SIGNALS) as signals:
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_watch, signals, stop, nursery.cancel_scope)
-                supervisor = os.environ.get(SUPERVISOR_ENV)
-                if supervisor and supervisor.isdigit():
-                    nursery.start_soon(watch_supervisor, int(supervisor), stop.drain)
-                integration = load_integration(root)
-                processing_port = settings.http.processing_port
-                serve_http = settings.role != "processing" or processing_port is not None
-                if settings.role == "processing" and processing_port is not None:
-                    http = attrs.evolve(settings.http, port=processing_port)
-                    settings = attrs.evolve(settings, http=http)
-                async with open_app(
-                    integration, settings, root=root, serve_http=serve_http, http_fd=http_fd
-                ) as app:
-                    stop.started = True
-                    if http_fd is not None:
-                        logger.info("%s: serving the supervisor's socket", settings.role)
-                    elif settings.role == "processing" and app.urls:
-                        print(
-                            f"ocean-trio: integration {root.name!r}: processing events"
-                            f" (pid {os.getpid()}); its live page, metrics and health:"
-                            f" {app.urls[0]}/live/, /metrics, /health/ready",
-                            flush=True,
-                        )
-                    elif serve_http:
-                        _banner(root, app)
-                    else:
-                        print(
-                            f"ocean-trio: integration {root.name!r}: processing events"
-                            f" (pid {os.getpid()})",
-                            flush=True,
-                        )
-                    nursery.start_soon(_drain_when_finished, app, stop)
-                    await stop.drain.wait()
-                nursery.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            leaf = single_leaf(group)  # StartupError and friends reach the CLI as they are
-            if leaf is None:
-                raise
-            raise leaf from None
+    with trio.open_signal_receiver(*_SIGNALS) as signals, one_error_as_raised():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch, signals, stop, nursery.cancel_scope)
+            supervisor = os.environ.get(SUPERVISOR_ENV)
+            if supervisor and supervisor.isdigit():
+                nursery.start_soon(watch_supervisor, int(supervisor), stop.drain)
+            integration = load_integration(root)
+            processing_port = settings.http.processing_port
+            serve_http = settings.role != "processing" or processing_port is not None
+            if settings.role == "processing" and processing_port is not None:
+                http = attrs.evolve(settings.http, port=processing_port)
+                settings = attrs.evolve(settings, http=http)
+            async with open_app(
+                integration, settings, root=root, serve_http=serve_http, http_fd=http_fd
+            ) as app:
+                stop.started = True
+                if http_fd is not None:
+                    logger.info("%s: serving the supervisor's socket", settings.role)
+                elif settings.role == "processing" and app.urls:
+                    print(
+                        f"ocean-trio: integration {root.name!r}: processing events"
+                        f" (pid {os.getpid()}); its live page, metrics and health:"
+                        f" {app.urls[0]}/live/, /metrics, /health/ready",
+                        flush=True,
+                    )
+                elif serve_http:
+                    _banner(root, app)
+                else:
+                    print(
+                        f"ocean-trio: integration {root.name!r}: processing events"
+                        f" (pid {os.getpid()})",
+                        flush=True,
+                    )
+                nursery.start_soon(_drain_when_finished, app, stop)
+                await stop.drain.wait()
+            nursery.cancel_scope.cancel()
     if stop.signum is not None and (stop.forced or not stop.started):
         return 128 + stop.signum
     return stop.exit_code or 0

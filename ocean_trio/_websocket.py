@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 import trio
 import trio_websocket
 
-from ._exceptions import ConfigError, single_leaf
+from ._exceptions import ConfigError, one_error_as_raised
 
 CONNECT_SECONDS = 10.0  # the TCP (and TLS) connection, then the handshake, each within it
 CLOSE_SECONDS = 5.0
@@ -71,34 +71,29 @@ async def connect(
         raise trio_websocket.HandshakeError from error
     host_header = host if port in (80, 443) else f"{host}:{port}"
     try:
-        async with trio.open_nursery() as nursery:
-            try:
-                with trio.fail_after(CONNECT_SECONDS):
-                    ws = await trio_websocket.wrap_client_stream(
-                        nursery,
-                        stream,
-                        host_header,
-                        resource,
-                        extra_headers=list(headers),
-                        max_message_size=max_message_size,
-                    )
-            except trio.TooSlowError:
-                raise trio_websocket.ConnectionTimeout from None
-            try:
-                yield ws
-            finally:
+        with one_error_as_raised():
+            async with trio.open_nursery() as nursery:
                 try:
-                    # Not shielded: cancelled, the reader task is too, so no close handshake
-                    # could complete; the server sees the connection drop instead.
-                    with trio.move_on_after(CLOSE_SECONDS):
-                        await ws.aclose()
+                    with trio.fail_after(CONNECT_SECONDS):
+                        ws = await trio_websocket.wrap_client_stream(
+                            nursery,
+                            stream,
+                            host_header,
+                            resource,
+                            extra_headers=list(headers),
+                            max_message_size=max_message_size,
+                        )
+                except trio.TooSlowError:
+                    raise trio_websocket.ConnectionTimeout from None
+                try:
+                    yield ws
                 finally:
-                    nursery.cancel_scope.cancel()  # the reader would wait for the server's EOF
-    except BaseExceptionGroup as group:
-        # The reader task and the body share the nursery: one error comes out as it is.
-        leaf = single_leaf(group)
-        if leaf is None:
-            raise
-        raise leaf from None
+                    try:
+                        # Not shielded: cancelled, the reader task is too, so no close handshake
+                        # could complete; the server sees the connection drop instead.
+                        with trio.move_on_after(CLOSE_SECONDS):
+                            await ws.aclose()
+                    finally:
+                        nursery.cancel_scope.cancel()  # the reader would wait for the server's EOF
     finally:
         await trio.aclose_forcefully(stream)

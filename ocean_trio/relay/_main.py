@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 import trio
 
-from .._exceptions import single_leaf
+from .._exceptions import one_error_as_raised
 from .._log import configure_logging
 from ._protocol import CONNECT_PATH
 from ._server import Relay, open_relay
@@ -40,20 +40,14 @@ class _Stop:
 async def serve_relay(folder: Path, settings: RelaySettings) -> int:
     """Serve the relay of ``folder`` until SIGINT or SIGTERM; returns the exit code."""
     stop = _Stop()
-    with trio.open_signal_receiver(*_SIGNALS) as signals:
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_watch, signals, stop, nursery.cancel_scope)
-                async with open_relay(settings, folder) as relay:
-                    stop.started = True
-                    _banner(relay)
-                    await stop.drain.wait()
-                nursery.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            leaf = single_leaf(group)  # a StartupError reaches the CLI as it is
-            if leaf is None:
-                raise
-            raise leaf from None
+    with trio.open_signal_receiver(*_SIGNALS) as signals, one_error_as_raised():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch, signals, stop, nursery.cancel_scope)
+            async with open_relay(settings, folder) as relay:
+                stop.started = True
+                _banner(relay)
+                await stop.drain.wait()
+            nursery.cancel_scope.cancel()
     if stop.signum is not None and (stop.forced or not stop.started):
         return 128 + stop.signum
     return 0

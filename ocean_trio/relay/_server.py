@@ -24,7 +24,7 @@ import attrs
 import trio
 
 from .._app import WEBHOOK_PREFIX
-from .._exceptions import ConfigError, StartupError, single_leaf
+from .._exceptions import ConfigError, StartupError, one_error_as_raised
 from .._log import LogLimiter
 from .._serve import HttpListener, hypercorn_config
 from .._state_lock import StateFolderLock
@@ -217,7 +217,7 @@ async def open_relay(settings: RelaySettings, folder: Path) -> AsyncIterator[Rel
 
 @asynccontextmanager
 async def _running(relay: Relay, listener: HttpListener) -> AsyncIterator[None]:
-    try:
+    with one_error_as_raised():
         async with trio.open_nursery() as nursery:
             await nursery.start(relay.journal.run)
             http_stop, http_done = trio.Event(), trio.Event()
@@ -239,11 +239,6 @@ async def _running(relay: Relay, listener: HttpListener) -> AsyncIterator[None]:
             with trio.move_on_after(HTTP_STOP_SECONDS):
                 await http_done.wait()
             nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        leaf = single_leaf(group)
-        if leaf is None:
-            raise
-        raise leaf from None
 
 
 async def _serve_http(
