@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 
+import attrs
 import trio
 import trio_websocket
 
@@ -84,6 +85,20 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return found
 
 
+@attrs.frozen
+class SourceStatistics:
+    """``received``: events the relay sent (redeliveries included); each then ``journaled``,
+    a ``duplicate`` (journaled before) or ``refused``, or not acknowledged (a ``503``)."""
+
+    url: str
+    connected: bool
+    relay_id: str | None
+    received: int
+    journaled: int
+    duplicates: int
+    refused: int
+
+
 class RelaySource:
     """Connects to the relay and journals its events through ``ingress``, until cancelled.
 
@@ -108,10 +123,22 @@ class RelaySource:
         self._refusals = LogLimiter(logger)
         self.relay_id: str | None = None
         self.connected = False
-        self.received = 0
-        self.journaled = 0
-        self.duplicates = 0
-        self.refused = 0
+        self._received = 0
+        self._journaled = 0
+        self._duplicates = 0
+        self._refused = 0
+
+    def statistics(self) -> SourceStatistics:
+        """Whether connected, to which relay, and what became of the events received."""
+        return SourceStatistics(
+            url=self.url,
+            connected=self.connected,
+            relay_id=self.relay_id,
+            received=self._received,
+            journaled=self._journaled,
+            duplicates=self._duplicates,
+            refused=self._refused,
+        )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Take events from the relay until cancelled, reconnecting with backoff.
@@ -252,7 +279,7 @@ class RelaySource:
                 if isinstance(message, Ping):
                     await ws.send_message(encode(Pong()))
                 elif isinstance(message, RelayedEvent):
-                    self.received += 1
+                    self._received += 1
                     await events.send(message)
                 else:
                     raise ProtocolError("hello sent twice")
@@ -283,10 +310,10 @@ class RelaySource:
         trace_id = answer.body.get("trace_id")
         trace_id = trace_id if isinstance(trace_id, str) else None
         if answer.status == 202:
-            self.journaled += 1
+            self._journaled += 1
             return Ack(event.seq, AckStatus.JOURNALED, trace_id=trace_id)
         if answer.status == 200:
-            self.duplicates += 1
+            self._duplicates += 1
             return Ack(event.seq, AckStatus.DUPLICATE, trace_id=trace_id)
         error = f"{answer.status}: {answer.body.get('error', 'refused')}"
         if 400 <= answer.status < 500:
@@ -294,7 +321,7 @@ class RelaySource:
         raise _Unavailable(error)
 
     def _refuse(self, event: RelayedEvent, error: str) -> Ack:
-        self.refused += 1
+        self._refused += 1
         self._refusals.warning(
             ("refused", event.path),
             "refused relayed event %s on %s (relay trace %s): %s",

@@ -32,7 +32,7 @@ from ocean_trio.relay._protocol import (
     decode_from_integration,
     encode,
 )
-from ocean_trio.relay._source import RelaySource
+from ocean_trio.relay._source import RelaySource, SourceStatistics
 from ocean_trio.testing import make_settings, serve_integration
 
 from ..processors import ItemProcessor
@@ -126,6 +126,46 @@ async def test_the_source_answers_pings_and_acknowledges_each_outcome(
     assert acks[3].error is not None
     assert acks[3].error.startswith("400: ")
     assert [entry.event.delivery_id for entry, _ in outcomes] == ["relay:fake:1", "relay:fake:4"]
+
+
+async def test_the_source_counts_what_became_of_each_event(integration_root: Path) -> None:
+    done = trio.Event()
+
+    async def script(ws: trio_websocket.WebSocketConnection) -> None:
+        await greet(ws)
+        for event in (relayed(1), relayed(1), relayed(2, path="/nope")):
+            await ws.send_message(encode(event))
+            assert isinstance(decode_from_integration(await ws.get_message()), Ack)
+        done.set()
+        await trio.sleep_forever()
+
+    integration = Integration(integration_root)
+    integration.add_webhook_processor("/webhook", ItemProcessor)
+    settings = make_settings(integration_root, eventListener={"type": "WEBHOOKS_ONLY"})
+    async with (
+        fake_relay([script]) as url,
+        serve_integration(integration, settings, root=integration_root) as server,
+        trio.open_nursery() as nursery,
+    ):
+        assert server.app.ingress is not None
+        source = RelaySource(
+            RelayConnectionSettings(url=url, token=TOKEN), server.app.ingress, max_body_bytes=1000
+        )
+        assert source.statistics().connected is False
+        await nursery.start(source.run)
+        with trio.fail_after(10):
+            await done.wait()
+        statistics = source.statistics()
+        nursery.cancel_scope.cancel()
+    assert statistics == SourceStatistics(
+        url=url,
+        connected=True,
+        relay_id="fake",
+        received=3,
+        journaled=1,
+        duplicates=1,
+        refused=1,
+    )
 
 
 def source_for(url: str, backoff: RetryPolicy) -> RelaySource:
