@@ -279,3 +279,33 @@ async def test_the_backoff_doubles_up_to_its_cap(
         nursery.cancel_scope.cancel()
     gaps = [round(b - a, 3) for a, b in itertools.pairwise(times)]
     assert gaps == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+
+
+async def test_the_fallback_delivery_id_is_used_only_without_one_in_the_headers(
+    integration_root: Path,
+) -> None:
+    integration = Integration(integration_root)
+    integration.add_webhook_processor("/webhook", ItemProcessor)
+    settings = make_settings(integration_root, eventListener={"type": "WEBHOOKS_ONLY"})
+    async with serve_integration(integration, settings, root=integration_root) as server:
+        ingress = server.app.ingress
+        assert ingress is not None
+        pipeline = ingress.route("/integration/webhook")
+        assert pipeline is not None
+        body = relayed(1).body
+        sender_id = {"x-github-delivery": "gh-1"}
+        first = await ingress.accept(pipeline, body, sender_id, fallback_delivery_id="relay:r:1")
+        again = await ingress.accept(pipeline, body, sender_id, fallback_delivery_id="relay:r:2")
+        fallback = await ingress.accept(pipeline, body, {}, fallback_delivery_id="relay:r:1")
+        repeated = await ingress.accept(pipeline, body, {}, fallback_delivery_id="relay:r:1")
+        plain = await ingress.accept(pipeline, body, {})
+        with trio.fail_after(10):
+            outcomes = await server.next_outcomes(3)
+    assert [a.status for a in (first, again, fallback, repeated, plain)] == [
+        202,
+        200,  # the sender's id wins over a different fallback
+        202,  # the fallback is the id when the headers carry none
+        200,
+        202,  # neither: never a duplicate
+    ]
+    assert sorted(str(e.event.delivery_id) for e, _ in outcomes) == ["None", "gh-1", "relay:r:1"]
