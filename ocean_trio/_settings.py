@@ -281,13 +281,16 @@ _FROM_ENV = re.compile(r"^\{\{\s*from env (\w+)\s*\}\}$")
 # Keys under these paths are the integration's own settings: snake_case, like Ocean's
 # ``ocean.integration_config``.
 _FREE_FORM = (("integration", "config"),)
+# Keys under these paths are names the user chose (webhook paths): kept as written.
+_VERBATIM = (("live_events", "webhooks"),)
 
 
 def _normalise(data: Any, path: tuple[str, ...], environ: Mapping[str, str]) -> Any:
     if isinstance(data, Mapping):
         free = path in _FREE_FORM
+        verbatim = path in _VERBATIM
         return {
-            (snake(str(k)) if free else camel(snake(str(k)))): _normalise(
+            (str(k) if verbatim else snake(str(k)) if free else camel(snake(str(k)))): _normalise(
                 v, (*path, snake(str(k))), environ
             )
             for k, v in data.items()
