@@ -65,6 +65,8 @@ class App:
     parser: BodyParser
     pipelines: dict[str, LiveEventsPipeline] = attrs.field(factory=dict)
     ingress: WebhookIngress | None = None  # set by open_app once the pipelines are built
+    # The relay source's statistics (``SourceStatistics``), while one runs (liveEvents.relay).
+    relay_statistics: Callable[[], Any] | None = None
     port: PortClient | None = None
     verifiers: dict[str, SignatureVerifier] = attrs.field(factory=dict)
     delivery_id_headers: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
@@ -251,6 +253,9 @@ class App:
             "applier": attrs.asdict(self.applier.statistics()),
             "port": None if self.port is None else attrs.asdict(self.port.statistics()),
             "resync": self.resync_json(),
+            "relay": None
+            if self.relay_statistics is None
+            else attrs.asdict(self.relay_statistics()),
         }
 
     def resync_json(self) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ._version import __version__
+from .relay._source import SourceStatistics
 
 if TYPE_CHECKING:
     from ._app import App
@@ -40,6 +41,7 @@ class ComponentsCollector(Collector):
         yield from self._journal()
         yield from self._sink()
         yield from self._resync()
+        yield from self._relay()
 
     def _pipelines(self) -> Iterator[Metric]:
         gauges = {
@@ -167,6 +169,27 @@ class ComponentsCollector(Collector):
                 families["upserted"].add_metric(key, kind.upserted)
                 families["failed"].add_metric(key, kind.failed)
             yield from families.values()
+
+    def _relay(self) -> Iterator[Metric]:
+        if self._app.relay_statistics is None:
+            return
+        stats = self._app.relay_statistics()
+        assert isinstance(stats, SourceStatistics)
+        yield _gauge(
+            "ocean_trio_relay_connected", "1 while connected to the relay", stats.connected
+        )
+        yield _counter(
+            "ocean_trio_relay_events_received", "Events received from the relay", stats.received
+        )
+        taken = CounterMetricFamily(
+            "ocean_trio_relay_events",
+            "Events from the relay by what became of them (journaled, duplicate, refused)",
+            labels=["result"],
+        )
+        taken.add_metric(["journaled"], stats.journaled)
+        taken.add_metric(["duplicate"], stats.duplicates)
+        taken.add_metric(["refused"], stats.refused)
+        yield taken
 
 
 def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:

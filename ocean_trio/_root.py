@@ -333,6 +333,7 @@ async def _process(
                 max_body_bytes=app.settings.live_events.max_body_bytes,
             )
             await nursery.start(relay.run)
+            app.relay_statistics = relay.statistics
         app.processing = True
         task_status.started()
 

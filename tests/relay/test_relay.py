@@ -142,6 +142,28 @@ async def test_webhooks_posted_to_the_relay_are_applied_in_order_once_each(
     assert {status for _, status, _ in rows} == {"done"}  # acknowledged, so finished
 
 
+async def test_the_integrations_health_and_metrics_show_its_relay(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    async with (
+        serve_relay(tmp_path / "relay") as relay,
+        serve(integration_root, relay) as server,
+    ):
+        async with httpx.AsyncClient(base_url=relay.urls[0]) as client:
+            body = event("A", 0)
+            headers = {"x-github-delivery": "d-1"}
+            for _ in range(2):  # the second is a duplicate at the relay itself
+                await client.post("/integration/webhook", content=body, headers=headers)
+        with trio.fail_after(10):
+            await server.next_outcomes(1)
+        health = (await server.client.get("/health/ready")).json()["relay"]
+        metrics = (await server.client.get("/metrics")).text
+    assert health["connected"] is True
+    assert (health["received"], health["journaled"], health["refused"]) == (1, 1, 0)
+    assert "ocean_trio_relay_connected 1.0" in metrics
+    assert 'ocean_trio_relay_events_total{result="journaled"} 1.0' in metrics
+
+
 async def test_events_wait_at_the_relay_until_an_integration_connects(
     integration_root: Path, tmp_path: Path
 ) -> None:
