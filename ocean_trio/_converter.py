@@ -135,3 +135,14 @@ def structure(data: Any, cls: type[T], *, source: str) -> T:
 def unstructure(value: Any) -> Any:
     """Turn an attrs model back into its camelCase wire form."""
     return converter.unstructure(value)
+
+
+def merge_trees(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``top`` laid over it, mappings merged key by key (settings' layers)."""
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = merge_trees(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,22 +23,10 @@ from ._integration import load_integration
 from ._log import configure_logging
 from ._root import open_app
 from ._settings import Settings, load_settings
+from ._stop import SIGNALS, Stop, watch_signals
 from ._supervisor import SUPERVISOR_ENV, supervise, watch_supervisor
 
 logger = logging.getLogger("ocean_trio")
-
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@attrs.define
-class _Stop:
-    """What the signal watcher saw: the first signal, whether start-up had finished."""
-
-    drain: trio.Event = attrs.field(factory=trio.Event)
-    signum: int | None = None
-    forced: bool = False
-    started: bool = False
-    exit_code: int | None = None
 
 
 async def sail(root: Path, settings: Settings, *, http_fd: int | None = None) -> int:
@@ -48,10 +35,10 @@ async def sail(root: Path, settings: Settings, *, http_fd: int | None = None) ->
     The ``processing`` role serves no HTTP; ``http_fd`` is a listening socket handed down by
     the supervisor (``_supervisor``), served instead of binding ``settings.http``.
     """
-    stop = _Stop()
-    with trio.open_signal_receiver(*_SIGNALS) as signals, one_error_as_raised():
+    stop = Stop()
+    with trio.open_signal_receiver(*SIGNALS) as signals, one_error_as_raised():
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch, signals, stop, nursery.cancel_scope)
+            nursery.start_soon(watch_signals, signals, stop, nursery.cancel_scope)
             supervisor = os.environ.get(SUPERVISOR_ENV)
             if supervisor and supervisor.isdigit():
                 nursery.start_soon(watch_supervisor, int(supervisor), stop.drain)
@@ -85,33 +72,14 @@ async def sail(root: Path, settings: Settings, *, http_fd: int | None = None) ->
                 nursery.start_soon(_drain_when_finished, app, stop)
                 await stop.drain.wait()
             nursery.cancel_scope.cancel()
-    if stop.signum is not None and (stop.forced or not stop.started):
-        return 128 + stop.signum
-    return stop.exit_code or 0
+    return stop.final_code()
 
 
-async def _drain_when_finished(app: App, stop: _Stop) -> None:
+async def _drain_when_finished(app: App, stop: Stop) -> None:
     # The ONCE listener finishes the app once its resync ended.
     await app.finished.wait()
     stop.exit_code = app.exit_code
     stop.drain.set()
-
-
-async def _watch(signals: AsyncIterator[int], stop: _Stop, scope: trio.CancelScope) -> None:
-    async for signum in signals:
-        name = signal.Signals(signum).name
-        if stop.signum is None:
-            stop.signum = signum
-            if stop.started:
-                logger.info("%s received: draining, then stopping (again to stop now)", name)
-                stop.drain.set()
-                continue
-            logger.warning("%s received during start-up: stopping", name)
-        else:
-            logger.warning("%s received again: stopping now", name)
-            stop.forced = True
-        scope.cancel()
-        return
 
 
 def _banner(root: Path, app: App) -> None:

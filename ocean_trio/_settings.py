@@ -20,7 +20,7 @@ from typing import Any, Literal
 import attrs
 import yaml
 
-from ._converter import camel, snake, structure
+from ._converter import camel, merge_trees, snake, structure
 from ._exceptions import ConfigError
 from .live_events._redis_settings import RedisJournalSettings
 
@@ -314,7 +314,9 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
             continue
         if name in _JSON_OBJECTS:
-            tree = _merge(tree, {camel(name[len(ENV_PREFIX) :].lower()): _json_object(name, value)})
+            tree = merge_trees(
+                tree, {camel(name[len(ENV_PREFIX) :].lower()): _json_object(name, value)}
+            )
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
         node = tree
@@ -343,16 +345,6 @@ def _json_object(name: str, value: str) -> dict[str, Any]:
     return {camel(snake(str(k))): v for k, v in data.items()}
 
 
-def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def load_settings(
     root: Path,
     *,
@@ -371,9 +363,9 @@ def load_settings(
         if loaded is not None and not isinstance(loaded, Mapping):
             raise ConfigError(f"{config_file} must hold a mapping at the top level")
         from_file = _normalise(loaded or {}, (), env)
-    merged = _merge(from_file, _from_environ(env))
+    merged = merge_trees(from_file, _from_environ(env))
     if overrides:
-        merged = _merge(merged, _normalise(overrides, (), env))
+        merged = merge_trees(merged, _normalise(overrides, (), env))
     return structure(
         merged, Settings, source=f"settings ({config_file} and {ENV_PREFIX}* variables)"
     )

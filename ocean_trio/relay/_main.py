@@ -10,64 +10,34 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import attrs
 import trio
 
 from .._exceptions import one_error_as_raised
 from .._log import configure_logging
+from .._stop import SIGNALS, Stop, watch_signals
 from ._protocol import CONNECT_PATH
 from ._server import Relay, open_relay
 from ._settings import RelaySettings, load_relay_settings
 
 logger = logging.getLogger("ocean_trio.relay")
 
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@attrs.define
-class _Stop:
-    drain: trio.Event = attrs.field(factory=trio.Event)
-    signum: int | None = None
-    forced: bool = False
-    started: bool = False
-
 
 async def serve_relay(folder: Path, settings: RelaySettings) -> int:
     """Serve the relay of ``folder`` until SIGINT or SIGTERM; returns the exit code."""
-    stop = _Stop()
-    with trio.open_signal_receiver(*_SIGNALS) as signals, one_error_as_raised():
+    stop = Stop()
+    with trio.open_signal_receiver(*SIGNALS) as signals, one_error_as_raised():
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch, signals, stop, nursery.cancel_scope)
+            nursery.start_soon(watch_signals, signals, stop, nursery.cancel_scope)
             async with open_relay(settings, folder) as relay:
                 stop.started = True
                 _banner(relay)
                 await stop.drain.wait()
             nursery.cancel_scope.cancel()
-    if stop.signum is not None and (stop.forced or not stop.started):
-        return 128 + stop.signum
-    return 0
-
-
-async def _watch(signals: AsyncIterator[int], stop: _Stop, scope: trio.CancelScope) -> None:
-    async for signum in signals:
-        name = signal.Signals(signum).name
-        if stop.signum is None:
-            stop.signum = signum
-            if stop.started:
-                logger.info("%s received: draining, then stopping (again to stop now)", name)
-                stop.drain.set()
-                continue
-            logger.warning("%s received during start-up: stopping", name)
-        else:
-            logger.warning("%s received again: stopping now", name)
-            stop.forced = True
-        scope.cancel()
-        return
+    return stop.final_code()
 
 
 def _banner(relay: Relay) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import attrs
 import yaml
 
-from .._converter import camel, snake, structure
+from .._converter import camel, merge_trees, snake, structure
 from .._exceptions import ConfigError
 from .._settings import WebhookSettings
 
@@ -143,7 +143,7 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
                 raise ConfigError(f"{name} is not a JSON object: {error}") from None
             if not isinstance(webhooks, dict):
                 raise ConfigError(f'{name} must hold a JSON object, like {{"/webhook": {{}}}}')
-            tree = _merge(tree, {"webhooks": _normalise(webhooks, environ, keep_keys=True)})
+            tree = merge_trees(tree, {"webhooks": _normalise(webhooks, environ, keep_keys=True)})
             continue
         node = tree
         for part in parts[:-1]:
@@ -153,16 +153,6 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
             node = child
         node[parts[-1]] = value
     return tree
-
-
-def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def load_relay_settings(
@@ -185,9 +175,9 @@ def load_relay_settings(
         if loaded is not None and not isinstance(loaded, Mapping):
             raise ConfigError(f"{config_file} must hold a mapping at the top level")
         from_file = _normalise(loaded or {}, env)
-    merged = _merge(from_file, _from_environ(env))
+    merged = merge_trees(from_file, _from_environ(env))
     if overrides:
-        merged = _merge(merged, _normalise(overrides, env))
+        merged = merge_trees(merged, _normalise(overrides, env))
     return structure(
         merged, RelaySettings, source=f"relay settings ({config_file} and {ENV_PREFIX}* variables)"
     )
