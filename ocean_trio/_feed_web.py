@@ -23,6 +23,7 @@ BATCH_SECONDS = 0.1  # a connection sends at most this often
 STATS_SECONDS = 1.0  # and the counters this often
 MAX_BATCH = 500  # events in one message
 MAX_SUBSCRIBERS = 32  # connections at once; more are refused
+GOING_AWAY = 1001  # the close code when the app stops (RFC 6455)
 
 _STATUSES = frozenset(s.value for s in EventStatus)
 
@@ -48,7 +49,12 @@ def feed_blueprint(app: App) -> quart.Blueprint:
         await quart.websocket.accept()
         with app.feed.subscribe(paths, statuses) as subscriber:
             await quart.websocket.send(json.dumps(_hello(app)))
-            await _stream(app, subscriber)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_stream, app, subscriber)
+                # Shutdown does not wait for feed clients: they are told to come back later.
+                await app.stopping.wait()
+                nursery.cancel_scope.cancel()
+        await quart.websocket.close(GOING_AWAY, "the integration is stopping")
         return None
 
     return bp

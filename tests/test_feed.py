@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import trio
-from trio_websocket import WebSocketConnection
+from trio_websocket import ConnectionClosed, WebSocketConnection
 
 import ocean_trio._feed
 import ocean_trio._feed_web
@@ -166,3 +166,15 @@ async def test_a_closed_connection_unsubscribes(integration_root: Path, tmp_path
         with trio.fail_after(5):
             while server.app.feed.subscribers:  # noqa: ASYNC110 - the server's own task notices
                 await trio.sleep(0.01)
+
+
+async def test_feed_clients_are_told_to_go_away_when_the_app_stops(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    async with served(integration_root, tmp_path) as server, feed(server) as socket:
+        await next_message(socket, "hello")
+        server.app.stopping.set()  # what a SIGTERM does first
+        with trio.fail_after(5), pytest.raises(ConnectionClosed) as closed:
+            await next_message(socket, "never sent")  # stats may come first
+    assert closed.value.reason.code == 1001
+    assert closed.value.reason.reason == "the integration is stopping"
