@@ -14,6 +14,7 @@ import trio
 from ._exceptions import ConfigError
 from ._feed import LiveFeed
 from ._integration import Integration
+from ._log import SecretMask
 from ._metrics import Metrics
 from ._resources import load_mapping, port_mapping
 from ._settings import Settings
@@ -84,7 +85,11 @@ class App:
     exit_code: int | None = None
     _map_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
     # What the pipelines and ingress report to: the metrics and the live feed.
-    feed: LiveFeed = attrs.field(factory=LiveFeed)
+    feed: LiveFeed = attrs.field(
+        default=attrs.Factory(
+            lambda self: LiveFeed(mask=SecretMask(self.settings.secrets())), takes_self=True
+        )
+    )
     metrics: Metrics = attrs.field(factory=Metrics)
     monitors: Monitors = attrs.field(init=False)
 

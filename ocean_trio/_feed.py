@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -66,10 +66,16 @@ class Subscriber:
 
 
 class LiveFeed:
-    """Broadcasts this process's accepted and finished events to its subscribers."""
+    """Broadcasts this process's accepted and finished events to its subscribers.
 
-    def __init__(self, *, buffer: int | None = None) -> None:
+    ``mask`` is applied to error texts: the feed needs no token, and a processor's error may
+    quote a secret of the settings."""
+
+    def __init__(
+        self, *, buffer: int | None = None, mask: Callable[[str], str] | None = None
+    ) -> None:
         self._buffer = buffer
+        self._mask = mask
         self._subscribers: set[Subscriber] = set()
 
     @property
@@ -99,7 +105,7 @@ class LiveFeed:
 
     def finished(self, entry: JournalEntry, outcome: EventOutcome, seconds: float) -> None:
         if self._subscribers:
-            text = event_json("finished", entry, outcome, seconds)
+            text = event_json("finished", entry, outcome, seconds, mask=self._mask)
             self._publish(entry.event.path, outcome.status.value, text)
 
     def _publish(self, path: str, status: str, text: str) -> None:
@@ -112,8 +118,15 @@ def event_json(
     entry: JournalEntry,
     outcome: EventOutcome | None = None,
     seconds: float | None = None,
+    *,
+    mask: Callable[[str], str] | None = None,
 ) -> str:
-    """One feed event (the contract in docs/operations.md), as JSON text."""
+    """One feed event (the contract in docs/operations.md), as JSON text; ``mask`` is
+    applied to its error texts."""
+
+    def error(text: str | None) -> str | None:
+        return text if text is None or mask is None else mask(text)
+
     event = entry.event
     now = time.time()
     runs = outcome.runs if outcome is not None else ()
@@ -131,7 +144,7 @@ def event_json(
                 "kind": run.kind,
                 "status": run.status.value,
                 "attempts": run.attempts,
-                "error": run.error,
+                "error": error(run.error),
             }
             for run in runs
         ],
@@ -139,7 +152,7 @@ def event_json(
         "latency_ms": None if outcome is None else round((now - event.received_at) * 1000, 3),
         "upserts": 0 if outcome is None else outcome.upserts,
         "deletes": 0 if outcome is None else outcome.deletes,
-        "error": None if outcome is None else outcome.error,
+        "error": None if outcome is None else error(outcome.error),
         "at": now,
     }
     return json.dumps(data, separators=(",", ":"), default=str)

@@ -71,12 +71,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str, ensure_ascii=False)
 
 
-class MaskingFormatter(logging.Formatter):
-    """Formats with ``inner``, then replaces each secret (at least 4 characters) by ``***``."""
+class SecretMask:
+    """Replaces each of ``secrets`` (those of at least 4 characters) by ``***`` in a text."""
 
-    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self._inner = inner
+    def __init__(self, secrets: Iterable[str]) -> None:
         # Longest first, so a secret containing another is masked whole.
         self._secrets = sorted(
             {s for s in secrets if isinstance(s, str) and len(s) >= MIN_MASKED_LENGTH},
@@ -84,12 +82,23 @@ class MaskingFormatter(logging.Formatter):
             reverse=True,
         )
 
-    def format(self, record: logging.LogRecord) -> str:
-        line = self._inner.format(record)
+    def __call__(self, text: str) -> str:
         for secret in self._secrets:
-            if secret in line:
-                line = line.replace(secret, MASK)
-        return line
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+
+class MaskingFormatter(logging.Formatter):
+    """Formats with ``inner``, then masks the secrets (``SecretMask``)."""
+
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._inner = inner
+        self._mask = SecretMask(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._mask(self._inner.format(record))
 
 
 def _not_logged_elsewhere(record: logging.LogRecord) -> bool:

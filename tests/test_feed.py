@@ -14,7 +14,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 import ocean_trio._feed
 import ocean_trio._feed_web
-from ocean_trio import Integration
+from ocean_trio import EventPayload, Integration, ResourceConfig, WebhookEventRawResults
 from ocean_trio._feed import Subscriber
 from ocean_trio._websocket import connect
 from ocean_trio.testing import TestServer, make_settings, serve_integration
@@ -179,3 +179,28 @@ async def test_feed_clients_are_told_to_go_away_when_the_app_stops(
     reason = closed.value.reason
     assert reason is not None
     assert (reason.code, reason.reason) == (1001, "the integration is stopping")
+
+
+class LeakyProcessor(FlakyProcessor):
+    """Fails with an error quoting the integration's API token."""
+
+    async def handle_event(
+        self, payload: EventPayload, resource_config: ResourceConfig
+    ) -> WebhookEventRawResults:
+        raise ValueError("upstream refused token tok-123456")
+
+
+async def test_error_texts_on_the_feed_have_the_settings_secrets_masked(
+    integration_root: Path, tmp_path: Path
+) -> None:
+    integration = Integration(integration_root)
+    integration.add_webhook_processor("/webhook", LeakyProcessor)
+    settings = make_settings(tmp_path, integration={"config": {"apiToken": "tok-123456"}})
+    async with serve_integration(integration, settings) as server, feed(server) as socket:
+        await next_message(socket, "hello")
+        await server.post_event("/webhook", item("A"))
+        [_, finished] = await next_events(socket, 2)
+    assert finished["status"] == "dead"
+    assert "tok-123456" not in json.dumps(finished)
+    assert "upstream refused token ***" in finished["error"]
+    assert "upstream refused token ***" in finished["runs"][0]["error"]
