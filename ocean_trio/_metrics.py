@@ -37,6 +37,9 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
+        # process_cpu_seconds_total, process_resident_memory_bytes, open fds…: read from
+        # /proc at scrape time (nothing on platforms without it).
+        prometheus_client.ProcessCollector(registry=self.registry)
         self._received = Counter(
             "ocean_trio_webhooks_received",
             "Webhook requests by path and how ingress answered them (accepted is the 202;"

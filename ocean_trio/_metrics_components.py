@@ -28,11 +28,9 @@ class ComponentsCollector(Collector):
         info = GaugeMetricFamily(
             "ocean_trio_info",
             "This process: version, role, and whether it processes its state folder's events",
-            labels=["version", "role", "processing", "pid"],
+            labels=["version", "role", "processing"],
         )
-        info.add_metric(
-            [__version__, app.settings.role, str(app.processing).lower(), str(os.getpid())], 1
-        )
+        info.add_metric([__version__, app.settings.role, str(app.processing).lower()], 1)
         yield info
         ready = GaugeMetricFamily("ocean_trio_ready", "1 while /health/ready answers 200")
         ready.add_metric([], 1 if app.readiness() is None else 0)

@@ -116,6 +116,7 @@ async def test_metrics_count_requests_outcomes_retries_and_latency(
     assert value(found, "ocean_trio_events_in_flight", path="/webhook") == 0
     assert value(found, "ocean_trio_sink_writes_total") >= 1
     assert value(found, "ocean_trio_ready") == 1
+    assert value(found, "process_resident_memory_bytes") > 0
     # no "_created" twin of every counter
     assert not any(name.endswith("_created") for name, _ in found)
 
