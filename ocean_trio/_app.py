@@ -242,6 +242,8 @@ class App:
             return f"the journal is unavailable: {self.journal.failure}"
         if self.applier.statistics().retrying:
             return "the catalog sink is failing: its writes are being retried"
+        if self.port is not None and self.port.failing:
+            return f"Port's API is failing (retrying): {self.port.last_failure}"
         return None
 
     def health(self) -> dict[str, Any]:

@@ -181,6 +181,9 @@ class PortClient:
         self._resets = 0
         self.last_failure: str | None = None
         """The last failed attempt (``POST /v1/…: ConnectError: …``), for start-up messages."""
+        self.failing = False
+        """From a failed attempt (unreachable, or a status retried) until a request succeeds:
+        ``/health/ready`` says the sink is unreachable meanwhile."""
 
     @classmethod
     @asynccontextmanager
@@ -270,6 +273,7 @@ class PortClient:
                         path=path,
                     ) from error
                 self.last_failure = f"{method} {path}: {_describe(error)}"
+                self.failing = True
                 logger.warning(
                     "%s %s failed (%s); retrying in %.2fs", method, path, _describe(error), delay
                 )
@@ -278,6 +282,7 @@ class PortClient:
                 continue
             status = response.status_code
             if status < 400 or status in accept:
+                self.failing = False
                 return response
             if status == 401 and authenticated and not refreshed:
                 refreshed = True  # the token expired or was revoked: one fresh try
@@ -288,6 +293,7 @@ class PortClient:
                 delay = retries.next_delay(asked=_asked_delay(response))
                 if delay is not None:
                     self.last_failure = f"{method} {path}: HTTP {status}"
+                    self.failing = True
                     logger.warning("%s %s → %d; retrying in %.2fs", method, path, status, delay)
                     self._retries += 1
                     await retries.wait(delay)
