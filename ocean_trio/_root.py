@@ -242,7 +242,9 @@ async def _running(
             http_stop, http_done = trio.Event(), trio.Event()
             if listener is not None:
                 urls = await nursery.start(
-                    _serve_http, listener, OceanASGI(app), http_stop, http_done
+                    partial(
+                        listener.serve, OceanASGI(app), shutdown_trigger=http_stop, done=http_done
+                    )
                 )
                 app.served_at(urls)
             elif app.settings.base_url:
@@ -336,20 +338,6 @@ async def _process(
             app.relay_statistics = relay.statistics
         app.processing = True
         task_status.started()
-
-
-async def _serve_http(
-    listener: HttpListener,
-    asgi: OceanASGI,
-    stop: trio.Event,
-    done: trio.Event,
-    *,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    try:
-        await listener.serve(asgi, shutdown_trigger=stop, task_status=task_status)
-    finally:
-        done.set()
 
 
 def _applier(sink: LocalCatalog | PortSink, settings: Settings) -> Applier:

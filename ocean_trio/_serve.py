@@ -37,16 +37,18 @@ class HttpListener:
     sockets: Sockets
 
     @classmethod
-    def bind(cls, host: str, port: int) -> HttpListener:
-        """Bind and listen on ``host:port`` now; a busy port raises ``StartupError`` naming it."""
+    def bind(
+        cls, host: str, port: int, *, hint: str = "--port, http.port or OCEAN__HTTP__PORT"
+    ) -> HttpListener:
+        """Bind and listen on ``host:port`` now; a busy port raises ``StartupError`` naming it
+        (and ``hint``: where another port is chosen)."""
         config = hypercorn_config(host, port)
         try:
             sockets = config.create_sockets()
         except OSError as error:
             reason = (error.strerror or str(error)).lower()
             raise StartupError(
-                f"cannot listen on {host}:{port}: {reason} (choose another port with --port,"
-                " http.port or OCEAN__HTTP__PORT)"
+                f"cannot listen on {host}:{port}: {reason} (choose another port with {hint})"
             ) from None
         for sock in sockets.insecure_sockets:
             sock.listen(config.backlog)
@@ -73,9 +75,11 @@ class HttpListener:
         app: ASGIApp,
         *,
         shutdown_trigger: trio.Event,
+        done: trio.Event | None = None,
         task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve ``app`` until ``shutdown_trigger`` is set, then finish in-flight requests.
+        """Serve ``app`` until ``shutdown_trigger`` is set, then finish in-flight requests;
+        ``done`` is set once serving ended, however it ended.
 
         ``started()`` delivers the bound URLs (port 0 resolved).
         """
@@ -89,3 +93,5 @@ class HttpListener:
             )
         finally:
             self.close()
+            if done is not None:
+                done.set()

@@ -17,6 +17,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import trio
 from .._app import WEBHOOK_PREFIX
 from .._exceptions import ConfigError, StartupError, one_error_as_raised
 from .._log import LogLimiter
-from .._serve import HttpListener, hypercorn_config
+from .._serve import HttpListener
 from .._state_lock import StateFolderLock
 from ..live_events._event import WebhookEvent
 from ..live_events._ingress import Receive, Scope, Send, WebhookIngress, send_json
@@ -142,19 +143,11 @@ def _take_state_folder(settings: RelaySettings, folder: Path) -> tuple[StateFold
 
 
 def _bind(settings: RelaySettings) -> HttpListener:
-    host, port = settings.http.host, settings.http.port
-    config = hypercorn_config(host, port)
-    try:
-        sockets = config.create_sockets()
-    except OSError as error:
-        reason = (error.strerror or str(error)).lower()
-        raise StartupError(
-            f"cannot listen on {host}:{port}: {reason} (choose another port with --port,"
-            f" http.port in {CONFIG_FILE} or {ENV_PREFIX}HTTP__PORT)"
-        ) from None
-    for sock in sockets.insecure_sockets:
-        sock.listen(config.backlog)
-    return HttpListener(config, sockets)
+    return HttpListener.bind(
+        settings.http.host,
+        settings.http.port,
+        hint=f"--port, http.port in {CONFIG_FILE} or {ENV_PREFIX}HTTP__PORT",
+    )
 
 
 @asynccontextmanager
@@ -222,7 +215,9 @@ async def _running(relay: Relay, listener: HttpListener) -> AsyncIterator[None]:
             await nursery.start(relay.journal.run)
             http_stop, http_done = trio.Event(), trio.Event()
             relay.urls[:] = await nursery.start(
-                _serve_http, listener, RelayASGI(relay), http_stop, http_done
+                partial(
+                    listener.serve, RelayASGI(relay), shutdown_trigger=http_stop, done=http_done
+                )
             )
             try:
                 yield
@@ -239,20 +234,6 @@ async def _running(relay: Relay, listener: HttpListener) -> AsyncIterator[None]:
             with trio.move_on_after(HTTP_STOP_SECONDS):
                 await http_done.wait()
             nursery.cancel_scope.cancel()
-
-
-async def _serve_http(
-    listener: HttpListener,
-    asgi: RelayASGI,
-    stop: trio.Event,
-    done: trio.Event,
-    *,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    try:
-        await listener.serve(asgi, shutdown_trigger=stop, task_status=task_status)
-    finally:
-        done.set()
 
 
 class RelayASGI:
