@@ -285,18 +285,26 @@ _FREE_FORM = (("integration", "config"),)
 _VERBATIM = (("live_events", "webhooks"),)
 
 
-def _normalise(data: Any, path: tuple[str, ...], environ: Mapping[str, str]) -> Any:
+def normalise_tree(
+    data: Any,
+    environ: Mapping[str, str],
+    *,
+    verbatim: tuple[tuple[str, ...], ...] = _VERBATIM,
+    path: tuple[str, ...] = (),
+) -> Any:
+    """A settings tree as read (camelCase or snake_case keys) with camelCase keys, keys under
+    ``verbatim`` paths kept as written, and ``{{ from env NAME }}`` values resolved."""
     if isinstance(data, Mapping):
         free = path in _FREE_FORM
-        verbatim = path in _VERBATIM
+        kept = path in verbatim
         return {
-            (str(k) if verbatim else snake(str(k)) if free else camel(snake(str(k)))): _normalise(
-                v, (*path, snake(str(k))), environ
+            (str(k) if kept else snake(str(k)) if free else camel(snake(str(k)))): normalise_tree(
+                v, environ, verbatim=verbatim, path=(*path, snake(str(k)))
             )
             for k, v in data.items()
         }
     if isinstance(data, list):
-        return [_normalise(v, path, environ) for v in data]
+        return [normalise_tree(v, environ, verbatim=verbatim, path=path) for v in data]
     if isinstance(data, str):
         match = _FROM_ENV.match(data.strip())
         if match:
@@ -345,6 +353,19 @@ def _json_object(name: str, value: str) -> dict[str, Any]:
     return {camel(snake(str(k))): v for k, v in data.items()}
 
 
+def read_config_file(path: Path) -> Mapping[str, Any]:
+    """A YAML settings file's top-level mapping; empty when the file does not exist."""
+    if not path.is_file():
+        return {}
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if loaded is not None and not isinstance(loaded, Mapping):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    return loaded or {}
+
+
 def load_settings(
     root: Path,
     *,
@@ -353,19 +374,11 @@ def load_settings(
 ) -> Settings:
     """Read ``root/config.yaml`` (if any) and ``OCEAN__`` variables into ``Settings``."""
     env = os.environ if environ is None else environ
-    from_file: dict[str, Any] = {}
     config_file = root / "config.yaml"
-    if config_file.is_file():
-        try:
-            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{config_file} is not valid YAML: {error}") from None
-        if loaded is not None and not isinstance(loaded, Mapping):
-            raise ConfigError(f"{config_file} must hold a mapping at the top level")
-        from_file = _normalise(loaded or {}, (), env)
+    from_file = normalise_tree(read_config_file(config_file), env)
     merged = merge_trees(from_file, _from_environ(env))
     if overrides:
-        merged = merge_trees(merged, _normalise(overrides, (), env))
+        merged = merge_trees(merged, normalise_tree(overrides, env))
     return structure(
         merged, Settings, source=f"settings ({config_file} and {ENV_PREFIX}* variables)"
     )

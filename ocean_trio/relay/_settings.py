@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
-import yaml
 
-from .._converter import camel, merge_trees, snake, structure
+from .._converter import camel, merge_trees, structure
 from .._exceptions import ConfigError
-from .._settings import WebhookSettings
+from .._settings import WebhookSettings, normalise_tree, read_config_file
 
 CONFIG_FILE = "relay.yaml"
 ENV_PREFIX = "OCEAN_RELAY__"
@@ -110,24 +108,8 @@ class RelaySettings:
             )
 
 
-_FROM_ENV = re.compile(r"^\{\{\s*from env (\w+)\s*\}\}$")
-
-
-def _normalise(data: Any, environ: Mapping[str, str], *, keep_keys: bool = False) -> Any:
-    if isinstance(data, Mapping):
-        return {
-            (str(k) if keep_keys else camel(snake(str(k)))): _normalise(
-                v, environ, keep_keys=not keep_keys and camel(snake(str(k))) == "webhooks"
-            )
-            for k, v in data.items()
-        }
-    if isinstance(data, list):
-        return [_normalise(v, environ) for v in data]
-    if isinstance(data, str):
-        match = _FROM_ENV.match(data.strip())
-        if match:
-            return environ.get(match.group(1))
-    return data
+# Keys under ``webhooks`` are webhook paths: kept as written.
+_VERBATIM = (("webhooks",),)
 
 
 def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -143,7 +125,9 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
                 raise ConfigError(f"{name} is not a JSON object: {error}") from None
             if not isinstance(webhooks, dict):
                 raise ConfigError(f'{name} must hold a JSON object, like {{"/webhook": {{}}}}')
-            tree = merge_trees(tree, {"webhooks": _normalise(webhooks, environ, keep_keys=True)})
+            tree = merge_trees(
+                tree, normalise_tree({"webhooks": webhooks}, environ, verbatim=_VERBATIM)
+            )
             continue
         node = tree
         for part in parts[:-1]:
@@ -165,19 +149,11 @@ def load_relay_settings(
     env = os.environ if environ is None else environ
     if not root.is_dir():
         raise ConfigError(f"{root} is not a folder (the relay's folder holds {CONFIG_FILE})")
-    from_file: dict[str, Any] = {}
     config_file = root / CONFIG_FILE
-    if config_file.is_file():
-        try:
-            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{config_file} is not valid YAML: {error}") from None
-        if loaded is not None and not isinstance(loaded, Mapping):
-            raise ConfigError(f"{config_file} must hold a mapping at the top level")
-        from_file = _normalise(loaded or {}, env)
+    from_file = normalise_tree(read_config_file(config_file), env, verbatim=_VERBATIM)
     merged = merge_trees(from_file, _from_environ(env))
     if overrides:
-        merged = merge_trees(merged, _normalise(overrides, env))
+        merged = merge_trees(merged, normalise_tree(overrides, env, verbatim=_VERBATIM))
     return structure(
         merged, RelaySettings, source=f"relay settings ({config_file} and {ENV_PREFIX}* variables)"
     )
