@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from ._integration import load_integration
 from ._log import configure_logging
 from ._root import open_app
 from ._settings import Settings, load_settings
-from ._stop import SIGNALS, Stop, watch_signals
+from ._stop import SIGNALS, Stop, run_to_exit, watch_signals
 from ._supervisor import SUPERVISOR_ENV, supervise, watch_supervisor
 
 logger = logging.getLogger("ocean_trio")
@@ -119,23 +118,14 @@ def run_sail(
     configure_logging(
         settings.log_level, as_json=settings.log_format == "json", secrets=settings.secrets()
     )
-    try:
-        if ingress_processes is not None:
-            code = trio.run(
-                partial(
-                    supervise,
-                    root,
-                    settings,
-                    ingress_processes=ingress_processes,
-                    child_args=child_args or [],
-                )
+    if ingress_processes is not None:
+        return run_to_exit(
+            partial(
+                supervise,
+                root,
+                settings,
+                ingress_processes=ingress_processes,
+                child_args=child_args or [],
             )
-        else:
-            code = trio.run(partial(sail, root, settings, http_fd=http_fd))
-    except KeyboardInterrupt:  # before trio's signal handling was in place
-        code = 128 + signal.SIGINT
-    if code:
-        logger.info("stopped (exit code %d)", code)
-    else:
-        logger.info("stopped")
-    return code
+        )
+    return run_to_exit(partial(sail, root, settings, http_fd=http_fd))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import attrs
 import trio
@@ -33,6 +33,20 @@ class Stop:
         if self.signum is not None and (self.forced or not self.started):
             return 128 + self.signum
         return self.exit_code or 0
+
+
+def run_to_exit(main: Callable[[], Awaitable[int]]) -> int:
+    """``trio.run(main)``; its exit code (128 + SIGINT for a Ctrl-C before signals were
+    taken), said in the log's last line."""
+    try:
+        code = trio.run(main)
+    except KeyboardInterrupt:  # before trio's signal handling was in place
+        code = 128 + signal.SIGINT
+    if code:
+        logger.info("stopped (exit code %d)", code)
+    else:
+        logger.info("stopped")
+    return code
 
 
 async def watch_signals(signals: AsyncIterator[int], stop: Stop, scope: trio.CancelScope) -> None:

@@ -9,7 +9,6 @@ once.
 from __future__ import annotations
 
 import logging
-import signal
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import trio
 
 from .._exceptions import one_error_as_raised
 from .._log import configure_logging
-from .._stop import SIGNALS, Stop, watch_signals
+from .._stop import SIGNALS, Stop, run_to_exit, watch_signals
 from ._protocol import CONNECT_PATH
 from ._server import Relay, open_relay
 from ._settings import RelaySettings, load_relay_settings
@@ -59,12 +58,4 @@ def run_relay(folder: Path, *, overrides: dict[str, Any]) -> int:
     configure_logging(
         settings.log_level, as_json=settings.log_format == "json", secrets=settings.secrets()
     )
-    try:
-        code = trio.run(partial(serve_relay, folder, settings))
-    except KeyboardInterrupt:  # before trio's signal handling was in place
-        code = 128 + signal.SIGINT
-    if code:
-        logger.info("stopped (exit code %d)", code)
-    else:
-        logger.info("stopped")
-    return code
+    return run_to_exit(partial(serve_relay, folder, settings))
